@@ -1,0 +1,311 @@
+"""What pruning costs on CPU: whole-fit time with and without `SparsifyCallback`, one pruning event, the per-step masking, and mask memory.
+
+Run from the repository root: `python bench/overhead.py` (about 6 minutes on a 2-core CPU) or `python bench/overhead.py --quick` (about 1 minute).
+It prints markdown tables, ready to paste into docs and release notes."""
+from __future__ import annotations
+import argparse, gc, math, os, platform, shlex, statistics, sys, time, warnings
+from contextlib import contextmanager
+import torch, torchvision, fastai
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import TensorDataset
+from fastai.basics import Learner, DataLoaders, CrossEntropyLossFlat, accuracy, set_seed
+from fastai.optimizer import Adam
+import fastai.callback.progress  # noqa: F401 -- adds `Learner.no_bar`
+import fastprune
+from fastprune.all import *
+
+warnings.filterwarnings('ignore', category=FutureWarning)  # torchvision's `torch.jit.script` notice, printed on import of some models
+BS,LR,SPARSITY,SEED = 64,1e-3,80.,0
+FULL_STEPS = 25*782  # a full-scale run of the study: 25 epochs of CIFAR10's 50,000 images at batch 64
+
+# --- models and data -------------------------------------------------------------------------------------------------
+def vgg16_cifar(n_out=10):
+    "torchvision VGG16's convolutions with a 32-px CIFAR-style head: global average pool and one Linear"
+    return nn.Sequential(torchvision.models.vgg16(num_classes=n_out).features, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, n_out))
+
+def mobilenet_v2(n_out=10): return torchvision.models.mobilenet_v2(num_classes=n_out)
+
+# name -> (factory, (epochs, train batches per epoch, valid batches) for the full run, the same for --quick, timed steps/repeats)
+archs = {
+    'VGG16 (CIFAR head)': (vgg16_cifar,  dict(full=(2, 6, 1),  quick=(1, 3, 1), pairs=(3, 1), reps=(5, 3), mreps=(20, 5))),
+    'MobileNetV2':        (mobilenet_v2, dict(full=(2, 20, 2), quick=(1, 6, 1), pairs=(5, 1), reps=(9, 3), mreps=(50, 10))),
+}
+
+def digits():
+    "scikit-learn's digits, upscaled to 32 px and 3 channels, in a fixed shuffled order"
+    from sklearn.datasets import load_digits
+    X,y = load_digits(return_X_y=True)
+    x = F.interpolate(torch.tensor(X, dtype=torch.float32).view(-1,1,8,8)/16., size=32, mode='bilinear').expand(-1,3,-1,-1).contiguous()
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(SEED))
+    return x[idx],torch.tensor(y)[idx]
+
+def make_dls(data, n_train:int, n_valid:int):
+    x,y = data
+    tr,va = slice(0, n_train*BS),slice(n_train*BS, (n_train+n_valid)*BS)
+    return DataLoaders.from_dsets(TensorDataset(x[tr], y[tr]), TensorDataset(x[va], y[va]), bs=BS, num_workers=0, device=torch.device('cpu'))
+
+# --- timing helpers --------------------------------------------------------------------------------------------------
+def median(xs): return statistics.median(xs)
+
+def timeit(f, reps:int, setup=None)->list:
+    "Wall times in seconds of `reps` calls of `f` (each after `setup`, untimed)"
+    res = []
+    for _ in range(reps):
+        if setup is not None: setup()
+        t = time.perf_counter(); f(); res.append(time.perf_counter()-t)
+    return res
+
+@contextmanager
+def timers(spec:dict, acc:dict|None):
+    "Wrap functions (`{class or module: [names]}`) with wall-clock accumulators `acc[name] = [calls, seconds]`, for the `with` block"
+    saved = []
+    def wrap(k, f):
+        c = acc.setdefault(k, [0, 0.])
+        def g(*a, **kw):
+            t = time.perf_counter()
+            try: return f(*a, **kw)
+            finally: c[0] += 1; c[1] += time.perf_counter()-t
+        return g
+    try:
+        for o,names in spec.items():
+            for n in names:
+                f = vars(o)[n]; saved.append((o, n, f)); setattr(o, n, wrap(f'{o.__name__.split(".")[-1]}.{n}', f))
+        yield acc
+    finally:
+        for o,n,f in saved: setattr(o, n, f)
+
+import fastprune.sparsifier as _spmod
+# The callback's events, and what they call (module functions are looked up at call time, so wrapping the module's names times them)
+timed = {SparsifyCallback: ['before_fit', 'before_batch', 'before_step', 'after_step', 'after_fit', '_measured', '_targets_at'],
+         Sparsifier: ['__init__', 'plan', 'prune', '_scores', '_choose', 'clear_state', 'mask_grads', 'apply', 'sparsity', 'pair_bn', '_adopt_zeros'],
+         _spmod: ['select', 'smallest']}
+TOP = ['before_fit', 'before_batch', 'before_step', 'after_step', 'after_fit', '_measured']
+
+def machine_cpu()->tuple:
+    "Seconds of CPU the whole machine has spent busy, and stolen by the hypervisor, since boot (from /proc/stat)"
+    v = [int(o) for o in open('/proc/stat').readline().split()[1:9]]
+    hz = os.sysconf('SC_CLK_TCK')
+    return (v[0]+v[1]+v[2]+v[5]+v[6])/hz,v[7]/hz
+
+def fit(factory, data, size, pruned:bool, acc:dict|None=None):
+    "One `fit_one_cycle` from the same seed and the same batches: (wall s, CPU s, pruning events, cores used by other processes); with `acc`, time the callback's calls into it"
+    ep,ntr,nva = size
+    set_seed(SEED)
+    learn = Learner(make_dls(data, ntr, nva), factory(), loss_func=CrossEntropyLossFlat(), metrics=accuracy, lr=LR)
+    cbs = [SparsifyCallback(sparsity=SPARSITY)] if pruned else []
+    gc.collect(); gc.disable()  # a collection inside one of the two arms would be noise
+    try:
+        with learn.no_bar(), learn.no_logging(), timers(timed if acc is not None else {}, acc):
+            t,c,(b,st) = time.perf_counter(),time.process_time(),machine_cpu()
+            learn.fit_one_cycle(ep, LR, cbs=cbs)
+            t,c,(b1,st1) = time.perf_counter()-t,time.process_time()-c,machine_cpu()
+    finally: gc.enable()
+    return t,c,(learn.sparsifier.events if pruned else 0),max(0., b1-b-c + st1-st)/t
+
+def train_step_time(factory, data, reps:int)->float:
+    "Median wall time of one training step (forward, backward, fastai Adam step) at batch 64, 32 px"
+    set_seed(SEED)
+    m = factory().train()
+    opt = Adam(m.parameters(), lr=LR)
+    x,y = data[0][:BS],data[1][:BS]
+    def step():
+        loss = F.cross_entropy(m(x), y); loss.backward(); opt.step(); opt.zero_grad()
+    step(); step()  # warm-up: oneDNN primitives and optimizer state
+    return median(timeit(step, reps))
+
+def sched_values(total:int)->list:
+    "The callback's default schedule (one-cycle, 0 -> SPARSITY over the whole fit), at the end of each of `total` steps"
+    f = get_schedule('one_cycle')
+    return [f(0., SPARSITY, (i+1)/total) for i in range(total)]
+
+def count_events(sp, total:int)->int:
+    "Pruning events of a fit of `total` steps: the steps where the scheduled target moves by at least one group"
+    key,n = sp.plan(0.),0
+    for s in sched_values(total):
+        k = sp.plan([s]*len(sp.layers))  # a list: no warning for values below 1 %
+        if k != key: key,n = k,n+1
+    return n
+
+# --- tables ----------------------------------------------------------------------------------------------------------
+def table(cols, rows):
+    print('| ' + ' | '.join(cols) + ' |')
+    print('|' + '|'.join('---' if i == 0 else '---:' for i in range(len(cols))) + '|')
+    for r in rows: print('| ' + ' | '.join(map(str, r)) + ' |')
+    print()
+
+def fmt_bytes(n): return f'{n/2**20:.2f} MiB' if n >= 2**20 else f'{n/2**10:.1f} KiB'
+def pct(a, b): return f'{100*a/b:.1f} %'
+
+def header(args):
+    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor() or '?')
+    print('# fastprune overhead benchmark\n')
+    print(f'- command: `{shlex.join(getattr(sys, "orig_argv", [sys.executable] + sys.argv))}`')
+    print(f'- machine: {cpu}, {os.cpu_count()} logical cores ({len(os.sched_getaffinity(0))} usable), {platform.system()} {platform.release()}')
+    print(f'- torch {torch.__version__} ({torch.get_num_threads()} threads), torchvision {torchvision.__version__}, fastai {fastai.__version__}, '
+          f'fastprune {fastprune.__version__}, Python {platform.python_version()}')
+    print(f'- load average at start (1/5/15 min): {" / ".join(f"{v:.2f}" for v in os.getloadavg())}')
+    print(f'- mode: {"quick" if args.quick else "full"}; SparsifyCallback(sparsity={SPARSITY:g}) with its defaults (weight, local, large_final, one_cycle), '
+          f'fastai Adam, lr {LR:g}, batch {BS}, 32x32 digits (scikit-learn, upscaled), seed {SEED}\n')
+
+# --- 1. whole fit ------------------------------------------------------------------------------------------------------
+def whole_fit(data, args):
+    print('## 1. Whole-fit overhead\n')
+    print('`learn.fit_one_cycle` with and without `SparsifyCallback`, from the same seed on the same batches (validation and the sparsity column included), '
+          'no progress bar or logging, garbage collector paused. One short warm-up pair, then pairs whose order alternates (dense first, then pruned first); '
+          'median of each arm and median of the per-pair ratios. The CPU-time ratio uses process time (both threads), which is less sensitive to other load on the machine. '
+          'The pruned fits run with timers around the callback\'s calls (section 6); they cost about a microsecond per call.\n')
+    rows,res = [],{}
+    for name,(factory,cfg) in archs.items():
+        size,pairs = cfg['quick' if args.quick else 'full'],cfg['pairs'][args.quick]
+        for pruned in (False, True): fit(factory, data, (1, 2, 1), pruned)  # warm-up: oneDNN primitives, allocator, lazy imports
+        d,p,dc,pc,ev,acc,oth = [],[],[],[],0,{},[]
+        for i in range(pairs):
+            for pruned in ((False, True) if i % 2 == 0 else (True, False)):
+                t,c,e,o = fit(factory, data, size, pruned, acc if pruned else None)
+                oth.append(o)
+                if pruned: p.append(t); pc.append(c); ev = e
+                else: d.append(t); dc.append(c)
+        rs = [b/a for a,b in zip(d, p)]
+        ep,ntr,_ = size
+        res[name] = dict(ratio=median(rs), dense=median(d), pruned=median(p), steps=ep*ntr, events=ev, pairs=pairs, acc=acc, fit=sum(p)/pairs)
+        rows.append([name, f'{ep} x {ntr} = {ep*ntr}', ev, pairs, f'{median(d):.2f}', f'{median(p):.2f}', f'{median(p)/median(d):.3f}',
+                     f'**{median(rs):.3f}**', f'{min(rs):.3f}-{max(rs):.3f}', f'{median(pc)/median(dc):.3f}',
+                     f'{median(oth):.2f} (max {max(oth):.2f})'])
+    table(['model', 'epochs x batches = steps', 'pruning events', 'pairs', 'dense fit (s)', 'pruned fit (s)', 'ratio of medians',
+           'median per-pair ratio', 'per-pair range', 'CPU-time ratio', 'other load (cores)'], rows)
+    print('`other load`: cores busy with other processes or stolen by the hypervisor during the timed fits (from /proc/stat), median and max. '
+          f'This machine has {os.cpu_count()}; above about 0.2 the timings mostly measure contention (each parallel op then waits for a descheduled thread).\n')
+    return res
+
+# --- 2. pruning events and 3. per-step masking ------------------------------------------------------------------------------
+configs = [('weight', 'local'), ('weight', 'global'), ('filter', 'local'), ('filter', 'global')]
+
+def with_grads_and_state(m, data):
+    "One forward, backward and fastai Adam step, so that gradients and optimizer state exist"
+    opt = Adam(m.parameters(), lr=LR)
+    F.cross_entropy(m(data[0][:BS]), data[1][:BS]).backward(); opt.step()
+    return opt
+
+def event_costs(data, args, fits):
+    print('## 2. Cost of one pruning event\n')
+    print('One event of the callback is `sp.prune(s)` followed by `sp.clear_state(opt)` (pruned entries of the Adam moments set to zero). '
+          'Timed on masks already at the schedule value of mid-ramp (40 % of the fit) and moving one step of the benchmarked fit at a time, '
+          'on a model with gradients and Adam state. Median over repeats; `events in fit` counts the steps whose target moves by one group or more, '
+          f'for the benchmarked fit and for a full-scale fit of {FULL_STEPS:,} steps (25 epochs of CIFAR10 at batch 64).\n')
+    rows,steps,events = [],{},{}
+    for name,(factory,cfg) in archs.items():
+        reps = cfg['reps'][args.quick]
+        steps[name] = st = train_step_time(factory, data, reps)
+        for g,c in configs:
+            set_seed(SEED)
+            m = factory().train()
+            opt = with_grads_and_state(m, data)
+            sp = Sparsifier(m, g, c)
+            total = fits[name]['steps'] if name in fits else 40
+            i0 = max(1, int(0.4*total))
+            vals = sched_values(total)
+            it = iter(vals[i0:] + [SPARSITY]*reps)
+            n = len(sp.layers)
+            sp.prune([vals[i0-1]]*n)
+            ps,cs = [],[]
+            for _ in range(reps):
+                s = [next(it)]*n
+                ps += timeit(lambda: sp.prune(s), 1); cs += timeit(lambda: sp.clear_state(opt), 1)
+            ev,evf = count_events(sp, total),count_events(sp, FULL_STEPS)
+            e = median(ps) + median(cs)
+            events[(name, g, c)] = e,evf
+            rows.append([name, g, c, len(sp.layers), f'{1e3*median(ps):.1f}', f'{1e3*median(cs):.1f}', f'{1e3*e:.1f}', pct(e, st), f'{ev}/{total}',
+                         f'{evf:,}/{FULL_STEPS:,}'])
+            del m, opt, sp; gc.collect()
+    table(['model', 'granularity', 'context', 'layers', 'prune (ms)', 'clear_state (ms)', 'event (ms)', 'event / train step', 'events in fit', 'events full-scale'], rows)
+    print('Train step (forward, backward, Adam) at batch 64, median: ' + ', '.join(f'{n} {1e3*t:.0f} ms' for n,t in steps.items()) + '\n')
+    return steps,events
+
+def step_costs(data, args, steps):
+    print('## 3. Per-step cost of the masks\n')
+    print('`sp.mask_grads()` (before the optimizer step) + `sp.apply()` (after it), at 80 % sparsity, with gradients present: the fixed price of every step.\n')
+    rows,res = [],{}
+    for name,(factory,cfg) in archs.items():
+        reps = cfg['mreps'][args.quick]
+        for g in ('weight', 'filter'):
+            set_seed(SEED)
+            m = factory().train()
+            with_grads_and_state(m, data)
+            sp = Sparsifier(m, g, 'local').prune(SPARSITY)
+            mg,ap = timeit(sp.mask_grads, reps),timeit(sp.apply, reps)
+            both = median(mg) + median(ap)
+            res[(name, g)] = both
+            rows.append([name, g, len(sp._ts), f'{1e3*median(mg):.2f}', f'{1e3*median(ap):.2f}', f'{1e3*both:.2f}', pct(both, steps[name])])
+            del m, sp; gc.collect()
+    table(['model', 'granularity', 'masked tensors', 'mask_grads (ms)', 'apply (ms)', 'per step (ms)', 'per step / train step'], rows)
+    return res
+
+# --- 4. memory ---------------------------------------------------------------------------------------------------------
+def nbytes(ts): return sum(t.numel()*t.element_size() for t in ts if t is not None)
+
+def memory(data):
+    print('## 4. Memory held by the sparsifier\n')
+    print('Masks are bool tensors at group resolution (the bias and BatchNorm entries a filter feeds share its mask). '
+          'Criteria that score against the starting weights (`large_init`, `movement`) keep a copy of them; `taylor` reads `.grad`, which exists anyway.\n')
+    rows = []
+    for name,(factory,_) in archs.items():
+        set_seed(SEED)
+        m = factory()
+        w = None
+        for g,crit in [('weight', 'large_final'), ('filter', 'large_final'), ('weight', 'random'), ('weight', 'taylor'), ('weight', 'large_init'), ('weight', 'movement')]:
+            sp = Sparsifier(m, g, 'local', crit)
+            if crit == 'taylor': with_grads_and_state(m, data)
+            sp.prune(SPARSITY)
+            w = nbytes(sp.layers.attrgot('weight'))
+            mk,extra = nbytes(sp.layers.attrgot('mask')),nbytes(sp.layers.attrgot('init'))
+            rows.append([name, g, crit, fmt_bytes(w), fmt_bytes(mk), pct(mk, w), fmt_bytes(extra) if extra else '0', pct(mk+extra, w)])
+            sp.strip()
+            m = factory()  # a fresh dense model for the next configuration
+    table(['model', 'granularity', 'criteria', 'pruned weights', 'masks', 'masks / weights', 'criterion state', 'total / weights'], rows)
+
+# --- 5. where the time goes ------------------------------------------------------------------------------------------------
+def projection(steps, events, per_step):
+    print('## 5. Projected overhead of a full-scale fit\n')
+    print(f'The same callback over {FULL_STEPS:,} steps (25 epochs of CIFAR10 at batch 64), from the costs above: '
+          '(events x event cost + steps x per-step cost) / (steps x train step). Fixed costs (building the sparsifier, the last prune, the sparsity column) are left out.\n')
+    rows = []
+    for (name,g,c),(e,n) in events.items():
+        extra = n*e + FULL_STEPS*per_step[(name, g)]
+        rows.append([name, g, c, f'{n:,}', f'{1e3*e:.1f}', f'{1e3*per_step[(name, g)]:.2f}', f'{1e3*steps[name]:.0f}', f'**{1 + extra/(FULL_STEPS*steps[name]):.3f}**'])
+    table(['model', 'granularity', 'context', 'events', 'event (ms)', 'per step (ms)', 'train step (ms)', 'projected ratio'], rows)
+
+def profile(fits):
+    print('## 6. Where the time goes\n')
+    print('Timers around the callback\'s events and what they call, summed over the timed pruned fits of section 1 and divided by their number. '
+          'Times are inclusive: `before_step` holds `plan`, `prune` and `clear_state`; `prune` holds `_scores`, `_choose` (which holds `select`, which holds `smallest`) and `apply`; '
+          '`before_fit` holds `Sparsifier.__init__` (which holds `_adopt_zeros`). `_measured` is the sparsity column, a `ValueMetric` read once per epoch.\n')
+    for name,r in fits.items():
+        acc,k,t = r['acc'],r['pairs'],r['fit']
+        top = sum(acc.get(f'SparsifyCallback.{n}', [0, 0.])[1] for n in TOP)/k
+        print(f'**{name}**: pruned fit {t:.2f} s on average, {r["events"]} pruning events in {r["steps"]} steps; '
+              f'time inside the callback {top:.2f} s = {pct(top, t)} of the pruned fit; dense fit median {r["dense"]:.2f} s.\n')
+        rows = [[f'`{n}`', c//k, f'{1e3*s/k:.1f}', f'{1e3*s/c:.2f}', pct(s/k, t)] for n,(c,s) in acc.items() if c]
+        table(['call', 'calls per fit', 'ms per fit', 'ms per call', 'of the pruned fit'], rows)
+
+# --- main --------------------------------------------------------------------------------------------------------------------
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--quick', action='store_true', help='a much shorter run (fewer batches and repeats): a smoke test, not a measurement')
+    p.add_argument('--profile', action='store_true', help='always print where the time goes (by default only when an overhead ratio exceeds 1.03)')
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    header(args)
+    data = digits()
+    fits = whole_fit(data, args)
+    steps,events = event_costs(data, args, fits)
+    per_step = step_costs(data, args, steps)
+    memory(data)
+    projection(steps, events, per_step)
+    over = {n: r['ratio'] for n,r in fits.items() if r['ratio'] > 1.03}
+    if over: print('Whole-fit overhead above the 1.03 target: ' + ', '.join(f'{n} {r:.3f}' for n,r in over.items()) + '.\n')
+    if over or args.profile: profile(fits)
+    print(f'- load average at end (1/5/15 min): {" / ".join(f"{v:.2f}" for v in os.getloadavg())}')
+    print(f'- total benchmark time: {time.perf_counter()-t0:.0f} s')
+
+if __name__ == '__main__': main()
