@@ -6,9 +6,9 @@ Docs: https://fastprune.github.io/fastprune/callback.html.md"""
 
 # %% ../nbs/05_callback.ipynb #a4df5bda
 from __future__ import annotations
-import math
+import math, warnings
 from pathlib import Path
-from fastcore.basics import store_attr, patch
+from fastcore.basics import store_attr, patch, ifnone
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.learner import Learner, SkipToEpoch, ValueMetric
@@ -18,7 +18,7 @@ from .granularity import *
 from .criteria import *
 from .schedules import *
 from .sparsifier import *
-from .sparsifier import _patterns, _check_types, _norms
+from .sparsifier import _patterns, _check_types, _norms, _listing
 from .report import *
 
 # %% auto #0
@@ -27,6 +27,8 @@ __all__ = ['SparsifyCallback']
 # %% ../nbs/05_callback.ipynb #d056e65f
 class _SparsityMetric(ValueMetric):
     "The measured sparsity, as a column of fastai's results table"
+
+def _drop_metric(learn): learn.metrics = [m for m in learn.metrics if not isinstance(m, _SparsityMetric)]
 
 def _check_pct(v, name):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1: raise ValueError(f'{name} must be a fraction of training in [0, 1], got {v!r}')
@@ -37,11 +39,12 @@ def _check_count(v, name, allow_none=True, low=0):
     if isinstance(v, bool) or not isinstance(v, int) or v < low: raise ValueError(f'{name} must be an int >= {low}{" or None" if allow_none else ""}, got {v!r}')
     return v
 
-# %% ../nbs/05_callback.ipynb #172c3004
+# %% ../nbs/05_callback.ipynb #f658f913
 class SparsifyCallback(Callback):
     "Prune `learn.model` while it trains, at a `granularity`, in a `context`, by a `criteria`, on a `schedule`"
     order = MixedPrecision.order-1  # before MixedPrecision.before_step, which can cancel a step
     run_valid = False
+    _stateattrs = ('_rewind',)  # a copy of every weight (lottery tickets): not pickled, so not exported with the learner
     def __init__(self,
         sparsity:float|dict, # Target sparsity in percent [0, 100], or a dict of layer-name patterns (globs) to percentages
         granularity:str|Granularity='weight', # 'weight', 'vector', 'kernel', 'filter', 'channel', or a registered one
@@ -51,11 +54,12 @@ class SparsifyCallback(Callback):
         start_pct:float=0., # Fraction of training where the sparsity starts to ramp
         end_pct:float=1., # Fraction of training where it reaches the target
         update_every:int|None=None, # Also re-rank every this many steps inside the window (masks may swap); None: only when the target moves
+        min_delta:float=5., # Smallest move of the target, in percentage points, that makes a pruning event (0: every move of one group)
         layer_type=nn.Conv2d, # Type(s) of layer to prune
         layers:str|list|None=None, # Glob pattern(s) of layer names to prune (default: every `layer_type`)
         exclude:str|list|None=None, # Glob pattern(s) of layer names to leave dense
-        start_sparsity:float|None=None, # Where the ramp starts; None: the sparsity the model has when the fit starts (0 when resuming with `start_epoch`)
-        normalize:str='mean', # Global context: how scores become comparable across layers ('mean', 'lamp', 'none')
+        start_sparsity:float|None=None, # Where the ramp starts; None: the sparsity the model has when the fit starts (resuming with `start_epoch`: where the interrupted fit started, 0 for a new callback)
+        normalize:str='lamp', # Global context: how scores become comparable across layers ('lamp', 'mean', 'none')
         allow_empty:bool=False, # Let a layer lose every group (by default each keeps its best group)
         mask_bn:bool=True, # With 'filter': also mask the conv bias and the BatchNorm channel each filter feeds
         seed:int=0, # Seed of the 'random' criterion (the same on every process)
@@ -73,16 +77,26 @@ class SparsifyCallback(Callback):
         if normalize not in _norms: raise ValueError(f'unknown normalize {normalize!r}: choose one of {sorted(_norms)}')
         start_pct,end_pct = _check_pct(start_pct, 'start_pct'),_check_pct(end_pct, 'end_pct')
         if start_pct >= end_pct: raise ValueError(f'the pruning window must satisfy start_pct < end_pct, got start_pct={start_pct} and end_pct={end_pct}')
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)): raise TypeError(f'min_delta must be a number of percentage points in [0, 100], got {type(min_delta).__name__}: {min_delta!r}')
+        if not 0 <= min_delta <= 100: raise ValueError(f'min_delta must be a number of percentage points in [0, 100], got {min_delta!r}')
         _check_count(update_every, 'update_every', low=1); _check_count(rewind_epoch, 'rewind_epoch', allow_none=False); _check_count(rewind_iter, 'rewind_iter')
         if start_sparsity is not None: start_sparsity = check_sparsity(start_sparsity, 'start_sparsity')
         if isinstance(start_sparsity, dict): raise TypeError('start_sparsity must be one percentage, not a dict')
         _check_types(layer_type); _patterns(layers, 'layers'); _patterns(exclude, 'exclude')
         if not isinstance(seed, int) or isinstance(seed, bool): raise TypeError(f'seed must be an int, got {seed!r}')
-        store_attr('context,start_pct,end_pct,update_every,layer_type,layers,exclude,start_sparsity,normalize,allow_empty,mask_bn,seed,lth,rewind_epoch,rewind_iter,reset_end,show_sparsity')
+        store_attr('context,start_pct,end_pct,update_every,min_delta,layer_type,layers,exclude,start_sparsity,normalize,allow_empty,mask_bn,seed,lth,rewind_epoch,rewind_iter,reset_end,show_sparsity')
         self.save_tickets = None if save_tickets is None else Path(save_tickets)
-        self._sparsifier,self.tickets = None,[]
+        self._sparsifier,self.tickets,self._origin,self._done = None,[],None,True
 
-# %% ../nbs/05_callback.ipynb #feda856b
+    @property
+    def learn(self): return self.__dict__.get('_learn')
+    @learn.setter
+    def learn(self, v):
+        # fastai sets `learn` to None when it removes the callback, also after a fit that raised: the sparsity column goes with it
+        if v is None and self.learn is not None: _drop_metric(self.learn)
+        self.__dict__['_learn'] = v
+
+# %% ../nbs/05_callback.ipynb #cd49e6dc
 @patch(as_prop=True)
 def sparsifier(self:SparsifyCallback)->Sparsifier|None:
     "The `Sparsifier` that owns this callback's masks (built at the first `before_fit`)"
@@ -102,25 +116,34 @@ def _current(self:SparsifyCallback, sp)->list:
     return [100*sum(l.n_pruned*l.group_size for l in sp.layers)/sp.n_params]*len(sp.layers)
 
 @patch
+def _reached(self:SparsifyCallback, sp, key:tuple)->list:
+    "The sparsity `_current` measures once plan `key` is pruned"
+    if self.context == 'local': return [100*k/l.n_groups for k,l in zip(key, sp.layers)]
+    return [100*key[0]*min(sp.layers.attrgot('group_size'))/sp.n_params]*len(sp.layers)
+
+@patch
 def before_fit(self:SparsifyCallback):
+    fresh = self._sparsifier is None or self._sparsifier.model is not self.learn.model
     sp = self._build()
     final = sp.targets(self.sparsity)
     resuming = any(isinstance(cb, SkipToEpoch) for cb in self.learn.cbs)
-    if self.start_sparsity is not None: start = [self.start_sparsity]*len(sp.layers)
-    elif resuming: start = [0.]*len(sp.layers)
-    else: start = self._current(sp)
-    self.total = self.n_epoch*len(self.dls.train)
-    self._start,self._final = start,final
-    self._key = sp.plan(self._current(sp))
-    self._rewind_at = None
-    if self.lth or self.reset_end:
-        r = self.rewind_iter if self.rewind_iter is not None else self.rewind_epoch*len(self.dls.train)
-        first = self._first_event(sp)
-        if first is not None and r > first: raise ValueError(f'the lottery-ticket rewind point (iteration {r}) comes after the first pruning event (iteration {first}): choose rewind_epoch/rewind_iter at or before it, or a later start_pct')
-        self._rewind_at = r
+    mine = resuming and self._origin is not None and not self._done  # this callback ran the fit that was interrupted
+    if resuming: sp._adopt_zeros()  # the checkpoint's zeros are the masks: those this callback holds may be from after it
+    n,cur = len(sp.layers),self._current(sp)
+    # (ramp start, plan, last target, event count) when the fit began; a new callback resuming can't know: `start_sparsity`, or dense
+    if mine: origin = self._origin
+    elif resuming: s = [ifnone(self.start_sparsity, 0.)]*n; key = sp.plan(s); origin = (s, key, self._reached(sp, key), 0)
+    else: origin = ([self.start_sparsity]*n if self.start_sparsity is not None else cur, sp.plan(cur), cur, sp.events)
+    self._start,self._final = origin[0],final
+    self._key,self._last = origin[1:3]
+    self._check_fit(sp)
+    self._setup(sp, len(self.dls.train))
+    self._origin,self._done,sp.events = origin,False,origin[3]
     self._sparsifier = self.learn.sparsifier = sp
-    self._rewind,self._cancelled,self._pair,self._event = None,False,sp.granularity.name == 'filter' and self.mask_bn,False
-    if self.criteria.needs_init and self.criteria.name != 'random' and any(l.init is None for l in sp.layers): sp.snapshot()
+    self._rewind = getattr(self, '_rewind', None) if mine else None
+    self._cancelled,self._pair,self._event,self._begun = False,sp.granularity.name == 'filter' and self.mask_bn,False,False
+    self._snap = self.criteria.needs_init and (fresh or any(l.init is None for l in sp.layers))
+    if self._snap and resuming: warnings.warn(f'criterion {self.criteria.name!r} scores against the weights pruning started from, which no checkpoint holds: this resumed fit takes the loaded ones (resume with the callback that ran the interrupted fit to keep them)')
     if self.save_tickets is not None: self.save_tickets.mkdir(parents=True, exist_ok=True)
     if self.show_sparsity:
         self.learn.metrics = [m for m in self.learn.metrics if not isinstance(m, _SparsityMetric)] + [_SparsityMetric(self._measured, 'sparsity')]
@@ -128,7 +151,27 @@ def before_fit(self:SparsifyCallback):
 @patch
 def _measured(self:SparsifyCallback): return self.sparsifier.sparsity()
 
-# %% ../nbs/05_callback.ipynb #cccb7f03
+@patch
+def _check_fit(self:SparsifyCallback, sp):
+    "Checks that need the model: a schedule that can be called, and gradients for criteria that rank by them"
+    try: self._targets_at(self.start_pct); self._targets_at(self.end_pct)
+    except TypeError as e: raise TypeError(f'schedule {self.schedule!r} must be a function f(start, end, pos) that returns a percentage: {e}') from None
+    frozen = [l.name for l in sp.layers if not l.weight.requires_grad]
+    if self.criteria.needs_grad and frozen:
+        ok = sorted(k for k,c in criteria.items() if not c.needs_grad)
+        raise ValueError(f'criterion {self.criteria.name!r} ranks weights by their gradients, and the frozen layers {_listing(frozen)} get none: unfreeze them, exclude them, or choose a criterion among {ok}')
+
+@patch
+def _setup(self:SparsifyCallback, sp, n_iter:int):
+    "Count the fit's steps (`n_iter` a epoch), and check the lottery-ticket rewind point against the first pruning event"
+    self.total,self._rewind_at = self.n_epoch*n_iter,None
+    if self.lth or self.reset_end:
+        r = self.rewind_iter if self.rewind_iter is not None else self.rewind_epoch*n_iter
+        first = self._first_event(sp)
+        if first is not None and r > first: raise ValueError(f'the lottery-ticket rewind point (iteration {r}) comes after the first pruning event (iteration {first}): choose rewind_epoch/rewind_iter at or before it, or a later start_pct')
+        self._rewind_at = r
+
+# %% ../nbs/05_callback.ipynb #c29ff090
 @patch
 def _targets_at(self:SparsifyCallback, pct:float)->list:
     "Per-layer target at training progress `pct`"
@@ -145,35 +188,65 @@ def _targets_at(self:SparsifyCallback, pct:float)->list:
 def _iter(self:SparsifyCallback)->int: return int(round(self.pct_train*self.total))
 
 @patch
-def _first_event(self:SparsifyCallback, sp)->int|None:
-    "First iteration at which the schedule moves the masks"
-    for i in range(self.total):
-        if sp.plan(self._targets_at((i+1)/self.total)) != self._key: return i
-    return None
+def _step_plan(self:SparsifyCallback, sp, i:int)->tuple:
+    "Targets and plan for the progress after step `i`; whether that step makes a pruning event, and whether the event only re-ranks"
+    pct = min((i+1)/self.total, 1.)
+    ts = self._targets_at(pct)
+    key = sp.plan(ts)
+    # re-ranking may revive weights (from zero), so it stops before the window closes: they get steps to train
+    regrade = self.update_every is not None and (i+1) % self.update_every == 0 and self.start_pct <= pct < self.end_pct
+    return ts,key,regrade or self._due(ts, key, pct),regrade and key == self._key
 
-# %% ../nbs/05_callback.ipynb #45cb94fb
+@patch
+def _first_event(self:SparsifyCallback, sp)->int|None:
+    "First step at which the schedule moves the masks"
+    return next((i for i in range(self.total) if self._step_plan(sp, i)[2]), None)
+
+@patch
+def _replay(self:SparsifyCallback, sp, n:int):
+    "The schedule's bookkeeping (targets, plan, event count) over the first `n` steps, as the interrupted fit kept it"
+    for i in range(n):
+        ts,key,due,_ = self._step_plan(sp, i)
+        if due: self._key,self._last,sp.events = key,ts,sp.events+1
+
+@patch
+def _due(self:SparsifyCallback, ts:list, key:tuple, pct:float)->bool:
+    "Whether targets `ts` (with plan `key`) at progress `pct` make a pruning event"
+    if key == self._key: return False
+    if pct >= self.end_pct or self.min_delta == 0: return True
+    return max(abs(t-o) for t,o in zip(ts, self._last)) >= self.min_delta - 1e-9
+
+# %% ../nbs/05_callback.ipynb #6f2b3fdd
 @patch
 def before_batch(self:SparsifyCallback):
     if self._pair:  # trace the conv -> BatchNorm pairs on the first batch, once
         self.sparsifier.pair_bn(tuple(x[:2] for x in self.xb)); self._pair = False
     if getattr(self.sparsifier, 'example_inputs', None) is None: self.sparsifier.example_inputs = tuple(x[:1].detach() for x in self.xb)
     if self._rewind_at is not None and self._rewind is None and self._iter() >= self._rewind_at:
-        self._rewind = {k: v.detach().clone() for k,v in self.learn.model.state_dict().items()}
+        self._rewind = {k: v.detach().clone() for k,v in self.sparsifier.model.state_dict().items()}
+
+@patch
+def before_train(self:SparsifyCallback):
+    if self._begun: return
+    self._begun,sp,n = True,self.sparsifier,len(self.dl)
+    # fastai's `DistributedTrainer` gives each process a share of every epoch, after this `before_fit`: count the steps it takes
+    if self.n_epoch*n != self.total: self._setup(sp, n)
+    if self.epoch:  # resumed with `start_epoch`: go on from where the interrupted fit was
+        if self._rewind_at is not None and self._rewind is None and self._rewind_at < self.epoch*n:
+            raise ValueError(f'the lottery-ticket rewind point (iteration {self._rewind_at}) comes before this resumed fit (iteration {self.epoch*n}), and no checkpoint holds its weights: resume with the same callback object that ran the interrupted fit, or fit from the start')
+        self._replay(sp, self.epoch*n)
+    if self._snap: sp.snapshot(); self._snap = False  # after `DistributedTrainer.before_fit`: every process has rank 0's weights
 
 @patch
 def before_step(self:SparsifyCallback):
-    sp,i = self.sparsifier,self._iter()
-    pct = min((i+1)/self.total, 1.)
-    ts = self._targets_at(pct)
-    key = sp.plan(ts)
-    # re-ranking may revive weights (from zero), so it stops before the window closes: they get steps to train
-    regrade = self.update_every is not None and (i+1) % self.update_every == 0 and self.start_pct <= pct < self.end_pct
-    if key != self._key or regrade:
+    sp = self.sparsifier
+    ts,key,due,free = self._step_plan(sp, self._iter())
+    if due:
         if self.criteria.needs_grad and not all(torch.isfinite(l.weight.grad).all() for l in sp.layers if l.weight.grad is not None): pass  # overflowed step: prune on the next one
         else:
-            sp.prune(ts, free=regrade and key == self._key)
+            sp.prune(ts, free=free)
             sp.clear_state(self.opt)
-            self._key,self._event = key,True
+            self._key,self._last,self._event = key,ts,True
     sp.mask_grads()
 
 @patch
@@ -192,18 +265,19 @@ def after_fit(self:SparsifyCallback):
     sp = self.sparsifier
     if not self._cancelled:
         key = sp.plan(self._targets_at(1.))
-        if key != self._key: sp.prune(self._targets_at(1.)); sp.clear_state(self.opt); self._key = key
+        if key != self._key: sp.prune(self._targets_at(1.)); sp.clear_state(self.opt); self._key,self._last = key,self._targets_at(1.)
         if self.reset_end and self._rewind is not None:
             self._rewind_weights()
             if self.save_tickets is not None: self._save_ticket()
     sp.apply()
-    if self.show_sparsity: self.learn.metrics = [m for m in self.learn.metrics if not isinstance(m, _SparsityMetric)]
+    self._done = not self._cancelled
+    if self.show_sparsity: _drop_metric(self.learn)
 
 # %% ../nbs/05_callback.ipynb #bb789782
 @patch
 def _rewind_weights(self:SparsifyCallback):
     with torch.no_grad():
-        for k,v in self.learn.model.state_dict().items():
+        for k,v in self.sparsifier.model.state_dict().items():
             if k in self._rewind and v.is_floating_point(): v.copy_(self._rewind[k])
     self.sparsifier.apply()
     if self.opt is not None: self.opt.clear_state()
@@ -212,7 +286,7 @@ def _rewind_weights(self:SparsifyCallback):
 def _save_ticket(self:SparsifyCallback):
     sp = self.sparsifier
     fn = self.save_tickets/f'ticket_{len(self.tickets):03d}_sparsity_{sp.sparsity():.1f}.pth'
-    torch.save(dict(sparsity=sp.sparsity(), masks=sp.state_dict(), state_dict=self.learn.model.state_dict()), fn)
+    torch.save(dict(sparsity=sp.sparsity(), masks=sp.state_dict(), state_dict=sp.model.state_dict()), fn)
     self.tickets.append(fn)
 
 # %% ../nbs/05_callback.ipynb #f6d20dde

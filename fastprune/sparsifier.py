@@ -18,15 +18,49 @@ from .criteria import *
 # %% auto #0
 __all__ = ['smallest', 'smallest_by_size', 'select', 'check_sparsity', 'PrunedLayer', 'normalize_scores', 'Sparsifier']
 
-# %% ../nbs/03_sparsifier.ipynb #01746ea2
-def smallest(scores:Tensor, k:int)->Tensor:
-    "Boolean mask of the `k` smallest entries of 1-d `scores`, ties broken by lowest index"
-    n = scores.numel()
-    if k <= 0: return torch.zeros(n, dtype=torch.bool, device=scores.device)
-    if k >= n: return torch.ones(n, dtype=torch.bool, device=scores.device)
+# %% ../nbs/03_sparsifier.ipynb #fa0b6138
+def _smallest_exact(scores:Tensor, k:int)->Tensor:
+    "The `k` smallest of `scores` (0 < k < n), from `kthvalue`, ties broken by lowest index"
     t = scores.kthvalue(k).values
     less,eq = scores < t, scores == t
-    return less | (eq & (eq.cumsum(0) <= k - less.sum()))
+    return less | (eq & (eq.cumsum(0) <= k - torch.count_nonzero(less)))
+
+def _all(m:Tensor)->bool: return bool(m.view(torch.uint8).min())  # `Tensor.all` on bool is slow on CPU
+
+_SAMPLE = 4096  # scores sampled to bound the threshold of a large selection
+
+def _bound(scores:Tensor, k:int, cand:Tensor|None, n_cand:int)->Tensor|None:
+    "A value that is, with high probability, at or above the `k`-th smallest of `scores[cand]`: read from an evenly spaced sample"
+    st = scores.numel()//_SAMPLE
+    smp = scores[::st] if cand is None else scores[::st][cand[::st]]
+    m,p = smp.numel(),k/n_cand
+    if m < 256: return None
+    r = math.ceil(m*p + 4*math.sqrt(m*p*(1-p)) + 8)  # four standard deviations of the sample's rank, and a few entries, of margin
+    return smp.sort().values[r] if r < m else None
+
+def smallest(scores:Tensor, # 1-d scores
+             k:int, # How many to take
+             cand:Tensor|None=None, # Boolean mask of the entries that may be taken (default: all)
+             n_cand:int|None=None, # `cand.sum()`, when the caller knows it
+            )->Tensor:
+    "Boolean mask of the `k` smallest entries of `scores` (among `cand`), ties broken by lowest index"
+    n = scores.numel()
+    if n_cand is None: n_cand = n if cand is None else int(torch.count_nonzero(cand))
+    k = min(k, n_cand)
+    if k <= 0: return torch.zeros(n, dtype=torch.bool, device=scores.device)
+    if k == n_cand: return torch.ones(n, dtype=torch.bool, device=scores.device) if cand is None else cand.clone()
+    if n >= 16*_SAMPLE:  # large: select among the candidates under a bound, when it holds enough of them
+        b = _bound(scores, k, cand, n_cand)
+        if b is not None:
+            under = scores <= b
+            if cand is not None: under &= cand
+            idx = under.view(torch.uint8).nonzero().squeeze(1)  # faster than on bool
+            if k <= idx.numel() < 3*n//4:
+                res = torch.zeros(n, dtype=torch.bool, device=scores.device)
+                res[idx[_smallest_exact(scores[idx], k) if k < idx.numel() else slice(None)]] = True
+                return res
+    if cand is not None: scores = torch.where(cand, scores, torch.tensor(math.inf, device=scores.device))
+    return _smallest_exact(scores, k)
 
 # %% ../nbs/03_sparsifier.ipynb #60f1a260
 def smallest_by_size(scores:Tensor, sizes:Tensor, target:int)->Tensor:
@@ -41,18 +75,21 @@ def smallest_by_size(scores:Tensor, sizes:Tensor, target:int)->Tensor:
     res[order[:k]] = True
     return res
 
-# %% ../nbs/03_sparsifier.ipynb #d80030c8
+# %% ../nbs/03_sparsifier.ipynb #f9a9e7e6
 def select(scores:Tensor, target:int, sizes:Tensor|None=None, pruned:Tensor|None=None, protect:Tensor|None=None, rising:bool=True)->Tensor:
     "Groups to prune: `target` of them (or `target` parameters with `sizes`); with `pruned`, only added to while `rising`, only revived from otherwise"
-    inf = torch.tensor(math.inf, device=scores.device)
-    def lowest(cand, tgt):
-        s = torch.where(cand, scores, inf)
-        if sizes is None: return smallest(s, min(tgt, int(cand.sum())))
+    def lowest(cand, tgt, n_cand=None):  # `cand=None`: every entry
+        if sizes is None: return smallest(scores, tgt, cand, n_cand)
+        s = scores if cand is None else torch.where(cand, scores, torch.tensor(math.inf, device=scores.device))
         return smallest_by_size(s, sizes, tgt)
-    def count(m): return int(m.sum()) if sizes is None else int(sizes[m].sum())
-    free = torch.ones_like(scores, dtype=torch.bool) if protect is None else ~protect
-    if pruned is None or not pruned.any(): return lowest(free, target)
-    if rising: return pruned | lowest(free & ~pruned, max(target-count(pruned), 0))
+    def count(m): return int(torch.count_nonzero(m)) if sizes is None else int(sizes[m].sum())
+    free = None if protect is None else ~protect
+    done = 0 if pruned is None else count(pruned)
+    if done == 0: return lowest(free, target)
+    if rising:
+        if target <= done: return pruned
+        if free is None: return pruned | lowest(~pruned, target-done, None if sizes is not None else scores.numel()-done)
+        return pruned | lowest(free & ~pruned, target-done)
     return lowest(pruned, target)
 
 # %% ../nbs/03_sparsifier.ipynb #bef74ace
@@ -86,7 +123,7 @@ def _check_types(layer_type):
         raise TypeError(f'layer_type must be an nn.Module subclass or a tuple of them (e.g. nn.Conv2d), got {layer_type!r}')
     return ts
 
-# %% ../nbs/03_sparsifier.ipynb #7cadd9f4
+# %% ../nbs/03_sparsifier.ipynb #32810378
 class PrunedLayer:
     "A layer selected for pruning, with its mask at group resolution (`None` while nothing is pruned)"
     def __init__(self, name:str, module:nn.Module, granularity:Granularity):
@@ -99,7 +136,7 @@ class PrunedLayer:
         self.mask,self.init,self.partners = None,None,[]
         self.target = 0.  # the sparsity (percent) its mask was last chosen for: tells a rising target from a falling one
     @property
-    def n_pruned(self)->int: return 0 if self.mask is None else int((~self.mask).sum())
+    def n_pruned(self)->int: return 0 if self.mask is None else self.n_groups - int(torch.count_nonzero(self.mask))
     def __repr__(self): return f'PrunedLayer({self.name!r}, {self.shape}, pruned {self.n_pruned}/{self.n_groups} groups)'
 
 # %% ../nbs/03_sparsifier.ipynb #bbeda9e7
@@ -136,12 +173,12 @@ _norms = ('mean', 'lamp', 'none')
 
 def _lamp(s:Tensor)->Tensor:
     "LAMP scores (Lee et al. 2021): s² over the sum of s² of every entry at least as large"
-    sq = s.double()**2
-    srt,idx = sq.sort()
-    tail = srt.flip(0).cumsum(0).flip(0)
-    res = torch.empty_like(sq)
-    res[idx] = srt/tail.clamp_min(1e-300)
-    return res.float()
+    srt,idx = s.float().sort()  # the sort is most of the cost: done once, in float32; the sums in float64
+    sq = srt.double()**2
+    tail = sq.flip(0).cumsum(0).flip(0)
+    res = torch.empty_like(s, dtype=torch.float32)
+    res[idx] = (sq/tail.clamp_min(1e-300)).float()
+    return res
 
 def normalize_scores(s:Tensor, how:str)->Tensor:
     "Make a layer's group scores comparable with other layers' for a global ranking"
@@ -161,7 +198,7 @@ class Sparsifier:
         layer_type=nn.Conv2d, # Type(s) of layer to prune
         layers:str|list|None=None, # Glob pattern(s) of layer names to prune (default: every layer of `layer_type`)
         exclude:str|list|None=None, # Glob pattern(s) of layer names to leave dense
-        normalize:str='mean', # Global context: 'mean' divides each layer's scores by their mean, 'lamp' uses LAMP scores, 'none' compares raw scores
+        normalize:str='lamp', # Global context: 'lamp' ranks LAMP scores, 'mean' divides each layer's scores by their mean, 'none' compares raw scores
         allow_empty:bool=False, # Let a layer lose every group (by default each layer keeps its best group)
         mask_bn:bool=True, # With 'filter': also mask the bias and the BatchNorm channel each filter feeds
         seed:int=0, # Seed of the 'random' criterion
@@ -226,17 +263,18 @@ def plan(self:Sparsifier, sparsity)->tuple:
 @patch(as_prop=True)
 def n_params(self:Sparsifier)->int: return sum(math.prod(l.shape) for l in self.layers)
 
-# %% ../nbs/03_sparsifier.ipynb #f474bb0c
+# %% ../nbs/03_sparsifier.ipynb #3708fe63
 @patch
 def _scores(self:Sparsifier, free:bool):
     gen = torch.Generator().manual_seed(self.seed + self.events) if self.criteria.name == 'random' else None
     res = []
     for l in self.layers:
         w = l.weight
-        if not torch.isfinite(w).all(): raise ValueError(f'the weights of layer {l.name!r} contain NaN or inf: they cannot be ranked for pruning (the loss may have diverged: lower the learning rate)')
         g = w.grad if self.criteria.needs_grad else None
         s = self.granularity.reduce(self.criteria(w, init=l.init, grad=g, generator=gen).float()).flatten()
-        if not torch.isfinite(s).all(): raise ValueError(f'criterion {self.criteria.name!r} gave NaN or inf scores for layer {l.name!r}')
+        if not torch.isfinite(s.sum()) and not torch.isfinite(s).all():  # a sum is the cheapest check; the weights are looked at only to say what went wrong
+            if not torch.isfinite(w).all(): raise ValueError(f'the weights of layer {l.name!r} contain NaN or inf: they cannot be ranked for pruning (the loss may have diverged: lower the learning rate)')
+            raise ValueError(f'criterion {self.criteria.name!r} gave NaN or inf scores for layer {l.name!r}')
         res.append(s)
     return res
 
@@ -255,8 +293,10 @@ def _choose(self:Sparsifier, sparsity, free:bool)->list:
     "New keep-masks per layer (nothing written yet)"
     ts,scores = self.targets(sparsity),self._scores(free)
     if self.context == 'local':
-        pr = [select(s, _round(t/100*l.n_groups), pruned=self._prev(l, free), protect=self._protect(s), rising=t >= l.target)
-              for t,s,l in zip(ts, scores, self.layers)]
+        ks = [_round(t/100*l.n_groups) for t,l in zip(ts, self.layers)]
+        # only a target of every group can empty a layer: the best-scored group is protected then
+        pr = [select(s, k, pruned=self._prev(l, free), protect=self._protect(s) if k >= l.n_groups else None, rising=t >= l.target)
+              for k,t,s,l in zip(ks, ts, scores, self.layers)]
     else:
         ns = [normalize_scores(s, self.normalize) for s in scores]
         cat = torch.cat([s.to(ns[0].device) for s in ns])
@@ -279,20 +319,21 @@ def prune(self:Sparsifier, sparsity, free:bool=False):
     "Prune every selected layer to `sparsity` (percent, or dict of name patterns to percent), and zero what is pruned"
     masks = self._choose(sparsity, free)
     self.events += 1
-    for l,m,t in zip(self.layers, masks, self.targets(sparsity)): l.mask,l.target = (None if m.all() else m),t
+    for l,m,t in zip(self.layers, masks, self.targets(sparsity)): l.mask,l.target = (None if _all(m) else m),t
     self._cache()
     self.apply()
     return self
 
-# %% ../nbs/03_sparsifier.ipynb #aa3880f0
+# %% ../nbs/03_sparsifier.ipynb #29efcab4
 @patch
 def _cache(self:Sparsifier):
     "Flat lists of every masked tensor and its mask, for the fused ops"
     ts,ms = [],[]
     for l in self.layers:
         if l.mask is None: continue
-        ts.append(l.weight); ms.append(l.mask)
-        for t in l.partners: ts.append(t); ms.append(l.mask.view(-1))
+        m = l.mask.view(torch.uint8)  # a view, no copy: multiplying by uint8 takes torch's fast path, by bool a slow casting one
+        ts.append(l.weight); ms.append(m)
+        for t in l.partners: ts.append(t); ms.append(m.view(-1))
     self._ts,self._ms = ts,ms
 
 @patch
@@ -329,7 +370,7 @@ def _opt_states(opt)->list:
         opt = getattr(opt, 'opt', None)
     return res
 
-# %% ../nbs/03_sparsifier.ipynb #c5a5d145
+# %% ../nbs/03_sparsifier.ipynb #dc6b0855
 @patch
 def sparsity(self:Sparsifier)->float:
     "Measured sparsity of the selected layers, in percent: the share of their weights that are exactly zero"
@@ -364,7 +405,7 @@ def _adopt_zeros(self:Sparsifier):
     with torch.no_grad():
         for l in self.layers:
             alive = self.granularity.reduce((l.weight != 0).float()) > 0
-            l.mask = None if alive.all() else alive
+            l.mask = None if _all(alive) else alive
     self._sync_targets()
     self._cache()
 

@@ -23,6 +23,8 @@ ctor_cases = [
     (dict(sparsity=50, start_pct=0.5, end_pct=0.5), ValueError, 'start_pct < end_pct'),
     (dict(sparsity=50, end_pct=1.5), ValueError, r'end_pct.*\[0, 1\]'),
     (dict(sparsity=50, update_every=0), ValueError, 'update_every must be an int >= 1'),
+    (dict(sparsity=50, min_delta=-1), ValueError, 'min_delta must be a number of percentage points'),
+    (dict(sparsity=50, min_delta='5'), TypeError, "min_delta must be .* got str: '5'"),
     (dict(sparsity=50, rewind_epoch=-1), ValueError, 'rewind_epoch must be an int >= 0'),
     (dict(sparsity=50, normalize='max'), ValueError, "unknown normalize 'max'"),
     (dict(sparsity=50, layer_type='Conv2d'), TypeError, 'layer_type must be an nn.Module subclass'),
