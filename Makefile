@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Two cores: one torch thread per process, so that parallel notebooks and tests don't thrash each other.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: study test install clean
+.PHONY: study test install clean docs readme browser-test wheel-test
 
 $(STAMP): pyproject.toml tools/offline_weights.py
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=python3.x (3.11 or newer)"; exit 1; }
@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml tools/offline_weights.py
 
 install: $(STAMP)
 
+# The study is one process: it gets every core.
 study: $(STAMP)
-	$(BIN)/fastprune study
+	OMP_NUM_THREADS=$$(nproc) $(BIN)/fastprune study
 
 SYNC_SUM = find nbs fastprune -type f ! -path '*/__pycache__/*' ! -path '*/.ipynb_checkpoints/*' | LC_ALL=C sort | xargs sha1sum | sha1sum
 
@@ -32,5 +33,21 @@ test: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# The site, into docs/: every notebook executed (cached in _docs_cache/ until it or the library changes), rendered without quarto.
+docs: $(STAMP)
+	$(BIN)/python tools/docs.py --n-workers 2
+
+# README.md from nbs/index.ipynb, executed (shares the docs cache).
+readme: $(STAMP)
+	$(BIN)/python tools/readme.py
+
+# The built site in headless Chromium (Debian: chromium chromium-driver); not part of `make test`.
+browser-test: docs
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/browser
+
+# The wheel, installed into a fresh venv without the dev extra; not part of `make test` (minutes: it installs PyTorch).
+wheel-test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/packaging
+
 clean:
-	rm -rf $(VENV) _proc _docs build dist *.egg-info
+	rm -rf $(VENV) _proc _docs _docs_cache build dist *.egg-info docs/*.html docs/tutorials docs/assets docs/style.css

@@ -7,3 +7,5 @@ from .report import *
 from .callback import *
 from .learner import *
 from .data import *
+from .study import *
+from .compact import *

@@ -163,7 +163,7 @@ def _check_fit(self:SparsifyCallback, sp):
 
 @patch
 def _setup(self:SparsifyCallback, sp, n_iter:int):
-    "Count the fit's steps (`n_iter` a epoch), and check the lottery-ticket rewind point against the first pruning event"
+    "Count the fit's steps (`n_iter` an epoch), and check the lottery-ticket rewind point against the first pruning event"
     self.total,self._rewind_at = self.n_epoch*n_iter,None
     if self.lth or self.reset_end:
         r = self.rewind_iter if self.rewind_iter is not None else self.rewind_epoch*n_iter

@@ -6,18 +6,21 @@ Docs: https://fastprune.github.io/fastprune/granularity.html.md"""
 
 # %% ../nbs/00_granularity.ipynb #97635ef0
 from __future__ import annotations
+import re
 from fastcore.basics import store_attr
 import torch
 from torch import nn, Tensor
 
 # %% auto #0
-__all__ = ['granularities', 'Granularity', 'register_granularity', 'get_granularity', 'plot_mask']
+__all__ = ['granularities', 'Granularity', 'register_granularity', 'get_granularity', 'NMGranularity', 'plot_mask']
 
 # %% ../nbs/00_granularity.ipynb #fa237faa
 def _is_grouped(m:nn.Module): return getattr(m, 'groups', 1) > 1
 
 class Granularity:
     "How a weight splits into groups that are pruned together: the dims one group spans"
+    max_sparsity = 100.  # highest sparsity (percent) it can reach
+    pattern = False  # True: a fixed pattern within blocks of each layer (N:M): local context only, pruned weights rank first in their block
     def __init__(self,
         name:str, # Name in the registry
         dims, # Callable: weight rank -> tuple of the dims one group spans
@@ -63,8 +66,10 @@ def get_granularity(g:str|Granularity)->Granularity:
     "The `Granularity` named `g` (or `g` itself)"
     if isinstance(g, Granularity): return g
     if not isinstance(g, str): raise TypeError(f'granularity must be a name or a Granularity, got {type(g).__name__}: {g!r}')
-    if g not in granularities: raise ValueError(f'unknown granularity {g!r}: choose one of {sorted(granularities)}')
-    return granularities[g]
+    if g in granularities: return granularities[g]
+    nm = re.fullmatch(r'(\d+):(\d+)', g)
+    if nm is None: raise ValueError(f"unknown granularity {g!r}: choose one of {sorted(granularities)}, or 'N:M' with 0 < N < M")
+    return register_granularity(NMGranularity(*map(int, nm.groups())))
 
 # %% ../nbs/00_granularity.ipynb #f209a016
 def _none(nd): return ()
@@ -79,6 +84,33 @@ for _g in [Granularity('weight',  _none, doc='each scalar'),
            Granularity('filter',  _all_but_out, doc='one output channel (filter or neuron)'),
            Granularity('channel', _all_but_in, grouped_ok=False, doc='one input channel across every filter')]:
     register_granularity(_g)
+
+# %% ../nbs/00_granularity.ipynb #bec5e5a2
+class NMGranularity(Granularity):
+    "Keep N of every M consecutive weights along the input dimension (`'2:4'`: 2 of every 4)"
+    pattern = True
+    def __init__(self, n:int, m:int):
+        if isinstance(n, bool) or isinstance(m, bool) or not isinstance(n, int) or not isinstance(m, int) or not 0 < n < m:
+            raise ValueError(f'N:M sparsity needs integers 0 < N < M, got {n!r}:{m!r}')
+        super().__init__(f'{n}:{m}', _none, min_ndim=2, doc=f'{n} of every {m} consecutive input weights kept')
+        self.n,self.m,self.max_sparsity = n,m,100*(m-n)/m
+
+    def _blocks(self, t:Tensor)->Tensor: return t.movedim(1, -1).reshape(-1, self.m)  # rows of M consecutive inputs
+    def _unblock(self, b:Tensor, shape)->Tensor: return b.view(shape[0], *shape[2:], shape[1]).movedim(-1, 1)
+    def reduce(self, scores:Tensor)->Tensor:
+        "Each weight's score, with the N best of every block lifted above every other score of the layer"
+        b = self._blocks(scores)
+        top = torch.zeros_like(b, dtype=torch.bool).scatter_(1, b.topk(self.n, 1).indices, True)
+        return self._unblock(torch.where(top, b + (scores.max() - scores.min() + 1), b), scores.shape)
+    def why_not(self, m:nn.Module)->str|None:
+        res = super().why_not(m)
+        if res is None and m.weight.shape[1] % self.m: return f"its input dimension ({m.weight.shape[1]}{' per group' if _is_grouped(m) else ''}) is not a multiple of {self.m}"
+        return res
+    def satisfied(self, w:Tensor)->bool:
+        "Whether every block of M consecutive input weights of `w` has at most N non-zeros"
+        return w.ndim >= 2 and w.shape[1] % self.m == 0 and int((self._blocks(w) != 0).sum(1).max()) <= self.n
+
+register_granularity(NMGranularity(2, 4));
 
 # %% ../nbs/00_granularity.ipynb #04941840
 def plot_mask(mask:Tensor, ax=None, title:str=''):

@@ -206,6 +206,7 @@ class Sparsifier:
     ):
         self.granularity,self.criteria = get_granularity(granularity),get_criterion(criteria)
         if context not in ('local','global'): raise ValueError(f"unknown context {context!r}: choose one of ['global', 'local']")
+        if context == 'global' and self.granularity.pattern: raise ValueError(f"granularity {self.granularity.name!r} is a pattern within each layer: it needs context='local', got 'global'")
         if normalize not in _norms: raise ValueError(f'unknown normalize {normalize!r}: choose one of {sorted(_norms)}')
         if not isinstance(seed, int) or isinstance(seed, bool): raise TypeError(f'seed must be an int, got {seed!r}')
         if not isinstance(model, nn.Module): raise TypeError(f'model must be an nn.Module, got {type(model).__name__}')
@@ -243,13 +244,20 @@ def targets(self:Sparsifier, sparsity)->list:
     "Per-layer target sparsity in percent, from a number, a list (one per layer) or a dict of name patterns"
     if isinstance(sparsity, (list, tuple)):
         if len(sparsity) != len(self.layers): raise ValueError(f'a list of sparsities needs one value per selected layer ({len(self.layers)}), got {len(sparsity)}')
-        return [check_sparsity(v, f'sparsity of layer {l.name!r}', warn=False) for v,l in zip(sparsity, self.layers)]
+        return self._capped([check_sparsity(v, f'sparsity of layer {l.name!r}', warn=False) for v,l in zip(sparsity, self.layers)])
     sparsity = check_sparsity(sparsity)
-    if not isinstance(sparsity, dict): return [sparsity]*len(self.layers)
+    if not isinstance(sparsity, dict): return self._capped([sparsity]*len(self.layers))
     if self.context == 'global': raise ValueError('a dict of per-layer sparsities needs context="local": global context ranks all layers against one target')
     for p in sparsity:
         if not any(fnmatch.fnmatchcase(l.name, p) for l in self.layers): raise ValueError(f'no selected layer matches {p!r} in the sparsity dict: the selected layers are {_listing(self.layers.attrgot("name"))}')
-    return [next((v for p,v in sparsity.items() if fnmatch.fnmatchcase(l.name, p)), 0.) for l in self.layers]
+    return self._capped([next((v for p,v in sparsity.items() if fnmatch.fnmatchcase(l.name, p)), 0.) for l in self.layers])
+
+@patch
+def _capped(self:Sparsifier, ts:list)->list:
+    "`ts`, checked against the highest sparsity the granularity reaches (N:M: (M-N)/M)"
+    cap = self.granularity.max_sparsity
+    if cap < 100 and max(ts, default=0) > cap + 1e-9: raise ValueError(f'granularity {self.granularity.name!r} reaches at most {cap:g} % sparsity, got {max(ts):g} %')
+    return ts
 
 @patch
 def plan(self:Sparsifier, sparsity)->tuple:
@@ -271,7 +279,9 @@ def _scores(self:Sparsifier, free:bool):
     for l in self.layers:
         w = l.weight
         g = w.grad if self.criteria.needs_grad else None
-        s = self.granularity.reduce(self.criteria(w, init=l.init, grad=g, generator=gen).float()).flatten()
+        c = self.criteria(w, init=l.init, grad=g, generator=gen).float()
+        if self.granularity.pattern and l.mask is not None and not free: c = torch.where(l.mask, c, c.min() - 1)  # pruned weights rank first in their block: the pattern holds as the target rises
+        s = self.granularity.reduce(c).flatten()
         if not torch.isfinite(s.sum()) and not torch.isfinite(s).all():  # a sum is the cheapest check; the weights are looked at only to say what went wrong
             if not torch.isfinite(w).all(): raise ValueError(f'the weights of layer {l.name!r} contain NaN or inf: they cannot be ranked for pruning (the loss may have diverged: lower the learning rate)')
             raise ValueError(f'criterion {self.criteria.name!r} gave NaN or inf scores for layer {l.name!r}')

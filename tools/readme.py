@@ -1,54 +1,61 @@
 """Write README.md from nbs/index.ipynb, executed, without quarto (which cannot be installed here).
 
-Markdown cells are copied, code cells become ```python blocks, their text outputs plain blocks and their
-images PNG files under docs/images/. Cells marked `#| hide` run but are not shown. Run: `python tools/readme.py`.
+The notebook goes through the same executor as the site (`tools/docs.py`, and its cache): nbdev's processors, every cell run, fastai's
+progress bars off. Markdown cells are copied with their links made to work from the repository's root (notebook links go to the
+documentation site), code cells become ```python blocks, text outputs plain blocks, and images PNG files under docs/images/.
+Cells marked `#| hide` run but are not shown; `#| echo: false` shows the output only. Run: `python tools/readme.py`.
 """
-import base64, json, re, sys
+import base64, re, sys
 from pathlib import Path
 
-root = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+import docs
 
-def _directives(src): return {m.group(1) for m in re.finditer(r'^#\|\s*([\w-]+)', src, re.M)}
-def _strip(src): return '\n'.join(l for l in src.splitlines() if not l.startswith('#|')).strip()
+root = docs.root
 
-_bar = re.compile(r'Epoch \d+/\d+ : \|[^|]*\|[^\]]*\]|\|[█-]*\| [\d.]+% \[[^\]]*\]')
+def _link(url:str, doc_url:str)->str:
+    "A link of nbs/index.ipynb as it works from README.md: notebooks to their page on the site, files relative to the root"
+    if not url or re.match(r'^([a-z]+:|#|/)', url): return url
+    path,_,frag = url.partition('#')
+    tgt = (docs.nbs/path).resolve()
+    if tgt.suffix == '.ipynb': return doc_url + docs.out_path(tgt).as_posix() + (f'#{frag}' if frag else '')
+    return tgt.relative_to(root).as_posix() + (f'#{frag}' if frag else '') if tgt.is_relative_to(root) else url
 
-def _clean_stream(txt:str)->str:
-    "Text a console would end with: fastprogress bars (redrawn with carriage returns) dropped, fastai's results table kept"
-    lines = (l.rstrip() for l in re.split(r'[\r\n█]', _bar.sub('', txt)))
-    return '\n'.join(l for l in lines if l.strip() and not l.lstrip().startswith('Epoch '))
-
-def render(nb, img_dir=root/'docs'/'images', img_rel='docs/images'):
-    out,n_img = [],0
-    for c in nb['cells']:
+def render(d:dict, doc_url:str, img_dir=root/'docs'/'images', img_rel='docs/images')->str:
+    fm = d['fm']
+    out,n_img = [f'# {fm.get("title", "fastprune")}', f'> {fm["description"]}'] if fm.get('description') else [f'# {fm.get("title")}'],0
+    for f in img_dir.glob('readme_*.png'): f.unlink()
+    fix = lambda md: re.sub(r'(\]\()([^)\s]*)(\))', lambda m: m.group(1) + _link(m.group(2), doc_url) + m.group(3), docs.clean_md(md))
+    for c in d['nb']['cells']:
         src = ''.join(c['source'])
-        if c['cell_type'] == 'markdown': out.append(src.strip()); continue
-        if 'hide' in _directives(src): continue
-        if _strip(src) and 'hide_input' not in _directives(src): out.append(f'```python\n{_strip(src)}\n```')
+        if c['cell_type'] == 'raw': continue
+        if c['cell_type'] == 'markdown':
+            if not src.startswith('<!-- WARNING'): out.append(fix(src).strip())
+            continue
+        dr = docs._directives(src)
+        code = '\n'.join(l for l in src.splitlines() if not l.startswith('#|')).strip()
+        if code and not (dr.get('echo', '').lower() == 'false' or 'hide_input' in dr): out.append(f'```python\n{code}\n```')
         for o in c.get('outputs', []):
-            if o.get('output_type') == 'stream' and o.get('name') == 'stdout':
-                txt = _clean_stream(''.join(o['text']))
-                if txt: out.append('```\n' + txt + '\n```')
-            d = o.get('data', {})
-            if 'image/png' in d:
+            if o.get('output_type') == 'stream':
+                txt = docs.clean_stream(''.join(o['text']))
+                if o.get('name') == 'stderr': txt = docs.clean_stderr(txt)
+                if txt.strip(): out.append('```\n' + txt.strip('\n') + '\n```')
+            d_ = o.get('data', {})
+            if 'image/png' in d_:
                 img_dir.mkdir(parents=True, exist_ok=True)
                 fn = img_dir/f'readme_{n_img}.png'; n_img += 1
-                fn.write_bytes(base64.b64decode(''.join(d['image/png'])))
+                fn.write_bytes(base64.b64decode(''.join(d_['image/png'])))
                 out.append(f'![]({img_rel}/{fn.name})')
-            elif 'text/markdown' in d: out.append(''.join(d['text/markdown']).strip())
-            elif 'text/plain' in d: out.append('```\n' + ''.join(d['text/plain']).rstrip() + '\n```')
+            elif 'text/markdown' in d_: out.append(fix(''.join(d_['text/markdown'])).strip())
+            elif 'text/plain' in d_: out.append('```\n' + ''.join(d_['text/plain']).rstrip() + '\n```')
     return '\n\n'.join(out) + '\n'
 
 def main():
-    from fastcore.nbio import read_nb
-    from execnb.shell import CaptureShell
-    import os
-    os.chdir(root/'nbs')
-    nb = read_nb(root/'nbs'/'index.ipynb')
-    sh = CaptureShell()
-    sh.run_all(nb, exc_stop=True)
-    nb = json.loads(json.dumps(nb))  # AttrDicts to plain dicts
-    (root/'README.md').write_text(render(nb))
+    from nbdev.config import get_config
+    cfg = get_config()
+    src = (docs.nbs/'index.ipynb').resolve()
+    d = docs.run_all([src], n_workers=1)[src]
+    (root/'README.md').write_text(render(d, (cfg.doc_host + cfg.doc_baseurl).rstrip('/') + '/'))
     print(f'wrote {root/"README.md"}')
 
 if __name__ == '__main__': main()

@@ -1,0 +1,266 @@
+"The study runner: plans, checks before training, tiny real sweeps, resuming, failed runs, summaries, the paper preset on CIFAR-layout files, the command"
+import contextlib, io, math, urllib.error, warnings
+import numpy as np, pandas as pd, pytest, torch
+import fastprune.study as study
+from fastprune.study import *
+from fastprune.data import datasets
+from fastprune.learner import MissingWeightsError
+from fastprune.cli import main
+
+TINY = dict(sparsities=[0, 50], seeds=[0, 1], epochs=1, size=16, n_per_class=5, n_valid=40, bs=16)
+
+def same(a, b):
+    "Two study tables equal but for wall time"
+    pd.testing.assert_frame_equal(a.drop(columns='time'), b.drop(columns='time'), check_dtype=False)
+
+@pytest.fixture
+def no_download(monkeypatch, tmp_path):
+    "An empty torch hub and no network: missing weights must fail, never download"
+    def offline(url, *a, **k): raise urllib.error.URLError(f'no network in tests ({url})')
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path/'torch'))
+    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', offline)
+
+@pytest.fixture(scope='module')
+def ref(tmp_path_factory):
+    "An uninterrupted tiny sweep: 2 arms x (dense, 50 %) x 2 seeds"
+    out = tmp_path_factory.mktemp('ref')
+    return out,run_study(out=out, bar=False, log=False, **TINY)
+
+class Calls:
+    "Wraps `train_run`, counting its calls, optionally failing on some"
+    def __init__(self, fail=None, exc=RuntimeError('boom')): self.cfgs,self.fail,self.exc = [],fail,exc
+    def __call__(self, cfg, *args, **kwargs):
+        self.cfgs.append(cfg)
+        if self.fail is not None and self.fail(len(self.cfgs), cfg): raise self.exc
+        return self.real(cfg, *args, **kwargs)
+    real = staticmethod(study.train_run)
+
+# --- plans ---------------------------------------------------------------------------------------------
+
+def test_default_plan():
+    p = plan_study()
+    assert len(p) == 5*2*2 and p == plan_study(**presets['default'])
+    df = pd.DataFrame(p)
+    assert sorted(df.sparsity.unique()) == [0, 50, 80, 90, 95] and set(df.arm) == {'pretrained', 'scratch'} and set(df.seed) == {0, 1}
+    assert (df[df.sparsity > 0].granularity == 'weight').all() and df[df.sparsity == 0].granularity.isna().all()
+    assert dict(df.groupby('arm').lr.first()) == presets['default']['lr'] == dict(pretrained=3e-3, scratch=1e-2)
+    assert (df[df.sparsity > 0].end_pct == 0.5).all() and df.recal_bn.all()
+
+def test_paper_preset_dry_run():
+    p = plan_study(**presets['paper'])
+    df = pd.DataFrame(p)
+    # 4 data sets x 2 archs x 2 arms x 3 seeds x (dense once + 2 granularities x 6 sparsities): the 48 dense runs a full product would repeat per granularity run once
+    assert len(p) == 4*2*2*3*(1 + 2*6) == 624
+    assert len({run_key(c) for c in p}) == 624
+    full = {(r.arch, r.dataset, r.arm, g, r.sparsity, r.seed) for r in df.itertuples() for g in (['weight', 'filter'] if r.sparsity == 0 else [r.granularity])}
+    assert len(full) == 4*2*2*7*3*2
+    assert set(df.dataset) == {'cifar10', 'cifar100', 'svhn', 'caltech101'} and set(df.arch) == {'vgg16', 'mobilenet_v2'}
+    assert (df['size'] == 224).all() and (df.epochs == 30).all() and sorted(df.sparsity.unique()) == [0, 30, 50, 70, 80, 90, 95]
+
+# --- bad input: nothing trains ----------------------------------------------------------------------------
+
+BAD = [(dict(archs='resnet9000'), ValueError, "unknown arch 'resnet9000'"),
+       (dict(datasets='imagenet'), ValueError, "unknown data set 'imagenet': choose one of"),
+       (dict(arms=['pretrained', 'finetuned']), ValueError, "unknown arm 'finetuned': choose one of ['pretrained', 'scratch']"),
+       (dict(sparsities=[0, 100.5]), ValueError, 'sparsity must be [0, 100], got 100.5'),
+       (dict(sparsities=[-1]), ValueError, 'sparsity must be [0, 100], got -1'),
+       (dict(sparsities=[True]), TypeError, 'sparsity must be a number'),
+       (dict(sparsities=[]), ValueError, 'no sparsity given'),
+       (dict(epochs=0), ValueError, 'epochs must be >= 1, got 0'),
+       (dict(epochs=2.5), TypeError, 'epochs must be an int'),
+       (dict(granularities='block'), ValueError, "unknown granularity 'block'"),
+       (dict(contexts='layer'), ValueError, "unknown context 'layer': choose one of ['global', 'local']"),
+       (dict(schedules='cubic'), ValueError, "unknown schedule 'cubic'"),
+       (dict(schedules=print), TypeError, 'schedule must be given by name'),
+       (dict(seeds=[-1]), ValueError, 'seed must be >= 0'),
+       (dict(lr=-1e-3), ValueError, 'lr must be > 0'),
+       (dict(lr=dict(pretrained=1e-3)), ValueError, "no rate for arm(s) ['scratch']"),
+       (dict(lr=dict(pretrained=1e-3, scratch=1e-2, finetuned=1.)), ValueError, "unknown arm(s) ['finetuned']"),
+       (dict(end_pct=0.), ValueError, 'start_pct < end_pct'),
+       (dict(head='mine'), ValueError, "unknown head 'mine'"),
+       (dict(n=100, n_per_class=10), ValueError, 'not both'),
+       (dict(weights=dict(vgg16='x.pth')), ValueError, "weights given for ['vgg16']")]
+
+@pytest.mark.parametrize('kw,exc,msg', BAD, ids=[str(k) for k,_,_ in BAD])
+def test_bad_input_fails_before_training(kw, exc, msg, tmp_path, monkeypatch):
+    calls = Calls(fail=lambda i,c: True, exc=AssertionError('trained'))
+    monkeypatch.setattr(study, 'train_run', calls)
+    with pytest.raises(exc) as e: run_study(out=tmp_path, bar=False, log=False, **kw)
+    assert msg in str(e.value), str(e.value)
+    assert calls.cfgs == [] and not (tmp_path/'results.csv').exists()
+
+def test_missing_root_and_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(study, 'train_run', Calls(fail=lambda i,c: True, exc=AssertionError('trained')))
+    with pytest.raises(ValueError, match=f'root folder {tmp_path}/nowhere does not exist'): run_study(out=tmp_path, root=tmp_path/'nowhere', datasets='cifar10', bar=False)
+    with pytest.raises(ValueError, match=f'nothing found at {tmp_path}/svhn'): run_study(out=tmp_path, root=tmp_path, datasets=['digits', 'svhn'], bar=False)
+
+def test_missing_weights_offline(tmp_path, no_download, monkeypatch):
+    monkeypatch.setattr(study, 'train_run', Calls(fail=lambda i,c: True, exc=AssertionError('trained')))
+    with pytest.raises(MissingWeightsError, match=f'mobilenet_v2-b0353104.pth in {tmp_path}/torch/hub/checkpoints'): run_study(out=tmp_path, bar=False)
+    with pytest.raises(MissingWeightsError, match='vgg16-397923af.pth'): run_study(out=tmp_path, archs='vgg16', bar=False)
+    assert check_study(plan_study(arms='scratch', archs='vgg16')) == {'digits': 'packaged'}  # the scratch arm needs no weights
+    with pytest.raises(MissingWeightsError, match='no weights file at'): check_weights('mobilenet_v2', tmp_path/'none.pth')
+
+# --- tiny real runs ----------------------------------------------------------------------------------------
+
+def test_tiny_sweep(ref):
+    out,df = ref
+    assert len(df) == 8 and df.error.isna().all() and df.weights.isna().all()
+    assert {'results.csv', 'summary.csv', 'accuracy.png'} <= {f.name for f in out.iterdir()}
+    pr = df[df.sparsity == 50]
+    assert np.allclose(pr.measured_sparsity, 50, atol=0.01) and (pr.compression > 1).all() and (pr.speedup > 1).all()
+    assert np.allclose(df[df.sparsity == 0].compression, 1, atol=1e-3) and df.accuracy.between(0, 100).all()
+    assert (df.train_items == 50).all() and (df.valid_items == 40).all() and (df.time > 0).all()
+    assert set(df.weights_from.dropna()) == {'MobileNet_V2_Weights.IMAGENET1K_V1'} and df[df.arm == 'scratch'].weights_from.isna().all()
+    s = summarize(df)
+    assert len(s) == 4 and (s.seeds == 2).all() and s.accuracy_std.notna().all()
+    assert np.allclose(s[s.sparsity == 0].delta, 0)
+    for arm in ('pretrained', 'scratch'):
+        d = df[df.arm == arm]
+        assert math.isclose(s[(s.arm == arm) & (s.sparsity == 50)].delta.item(), d[d.sparsity == 50].accuracy.mean() - d[d.sparsity == 0].accuracy.mean())
+    lw = largest_within(df, tol=100)
+    assert list(lw.arm) == ['pretrained', 'scratch'] and (lw.sparsity == 50).all()
+    assert 'pretrained' in format_largest(df) and '±' in format_summary(df)
+
+def test_resume_after_interrupt(ref, tmp_path, monkeypatch):
+    _,full = ref
+    stop = Calls(fail=lambda i,c: i == 4, exc=KeyboardInterrupt())
+    monkeypatch.setattr(study, 'train_run', stop)
+    with pytest.raises(KeyboardInterrupt): run_study(out=tmp_path, bar=False, log=False, **TINY)
+    assert len(read_results(tmp_path/'results.csv')) == 3
+    again = Calls()
+    monkeypatch.setattr(study, 'train_run', again)
+    df = run_study(out=tmp_path, bar=False, log=False, **TINY)
+    assert [run_key(c) for c in again.cfgs] == [run_key(c) for c in plan_study(**TINY)[3:]]  # the 3 done runs are not trained again
+    same(df, full)
+    same(read_results(tmp_path/'results.csv'), full)
+    nothing = Calls()
+    monkeypatch.setattr(study, 'train_run', nothing)
+    same(run_study(out=tmp_path, bar=False, log=False, **TINY), full)
+    assert nothing.cfgs == []
+
+def test_prefilled_csv_is_kept(ref, tmp_path, monkeypatch):
+    "Rows already in results.csv are not trained again, whatever they hold; rows of other plans are kept"
+    _,full = ref
+    pre = full[full.seed == 0].assign(accuracy=12.5)
+    other = full.iloc[[0]].assign(arch='resnet10t', accuracy=1.)
+    pd.concat([other, pre]).to_csv(tmp_path/'results.csv', index=False)
+    calls = Calls()
+    monkeypatch.setattr(study, 'train_run', calls)
+    df = run_study(out=tmp_path, bar=False, log=False, **TINY)
+    assert {c['seed'] for c in calls.cfgs} == {1} and len(calls.cfgs) == 4
+    assert (df[df.seed == 0].accuracy == 12.5).all() and len(df) == 8
+    same(df[df.seed == 1].reset_index(drop=True), full[full.seed == 1].reset_index(drop=True))
+    csv = read_results(tmp_path/'results.csv')
+    assert len(csv) == 9 and csv.arch.iloc[-1] == 'resnet10t'  # the plan's rows first, in order, then the others
+
+def test_failed_run_is_recorded_and_retried(ref, tmp_path, monkeypatch):
+    _,full = ref
+    boom = Calls(fail=lambda i,c: c['arm'] == 'scratch' and c['sparsity'] == 50 and c['seed'] == 0)
+    monkeypatch.setattr(study, 'train_run', boom)
+    with pytest.warns(UserWarning, match=r'1 run\(s\) failed'): df = run_study(out=tmp_path, bar=False, log=False, **TINY)
+    assert len(boom.cfgs) == 8 and df.error.notna().sum() == 1
+    bad = df[df.error.notna()].iloc[0]
+    assert bad.error == 'RuntimeError: boom' and math.isnan(bad.accuracy) and (bad.arm, bad.sparsity, bad.seed) == ('scratch', 50, 0)
+    same(df[df.error.isna()].drop(columns='error'), full[df.error.isna().values].drop(columns='error'))
+    assert len(summarize(df)) == 4 and summarize(df).seeds.tolist() == [2, 2, 2, 1]  # the failed seed is left out
+    keep = Calls()
+    monkeypatch.setattr(study, 'train_run', keep)
+    with pytest.warns(UserWarning): run_study(out=tmp_path, bar=False, log=False, retry_errors=False, **TINY)
+    assert keep.cfgs == []
+    retry = Calls()
+    monkeypatch.setattr(study, 'train_run', retry)
+    same(run_study(out=tmp_path, bar=False, log=False, **TINY), full)
+    assert len(retry.cfgs) == 1
+
+def test_crash_inside_a_real_run(tmp_path):
+    "A setting that only fails once the model exists (an exclusion that matches no layer) fails its runs, not the sweep"
+    with pytest.warns(UserWarning, match=r'2 run\(s\) failed'):
+        df = run_study(out=tmp_path, bar=False, log=False, exclude='nothing.*', **dict(TINY, seeds=0))
+    assert df.error.notna().tolist() == [False, True, False, True]
+    assert df.error.dropna().str.contains("no layer matches 'nothing.*'").all()
+
+# --- summaries without training ------------------------------------------------------------------------------
+
+def fake(rows):
+    "A results table from (arm, granularity, sparsity, seed, accuracy) tuples"
+    base = plan_study(granularities=['weight', 'filter'], sparsities=[0, 50, 80, 90], seeds=[0, 1])
+    recs = []
+    for arm,g,sp,seed,acc in rows:
+        c = next(c for c in base if (c['arm'], c['granularity'] if sp else None, c['sparsity'], c['seed']) == (arm, g, sp, seed))
+        recs.append(dict(c, accuracy=acc, measured_sparsity=sp, compression=100/(100-sp), speedup=1+sp/50, time=1., error=None))
+    return pd.DataFrame(recs)
+
+def test_summary_and_largest_within():
+    rows = [('pretrained', None, 0, 0, 98.), ('pretrained', None, 0, 1, 96.)]
+    rows += [('pretrained', 'weight', sp, s, a) for sp,a in ((50, 97.5), (80, 95.2), (90, 96.5)) for s in (0, 1)]
+    rows += [('pretrained', 'filter', sp, s, a) for sp,a in ((50, 90.), (80, 50.), (90, 20.)) for s in (0, 1)]
+    rows += [('scratch', None, 0, 0, 90.), ('scratch', None, 0, 1, 92.)]
+    rows += [('scratch', 'weight', 50, s, 91.5) for s in (0, 1)] + [('scratch', 'weight', 80, 0, 80.), ('scratch', 'weight', 80, 1, float('nan'))]
+    df = fake(rows)
+    df.loc[df.accuracy.isna(), 'error'] = 'RuntimeError: boom'
+    s = summarize(df)
+    # the dense baseline heads every granularity of its arm
+    assert s[['arm', 'granularity', 'sparsity']].values.tolist() == [['pretrained', g, sp] for g in ('weight', 'filter') for sp in (0, 50, 80, 90)] + [['scratch', 'weight', sp] for sp in (0, 50, 80)]
+    pw = s[(s.arm == 'pretrained') & (s.granularity == 'weight')]
+    assert pw.accuracy.tolist() == [97., 97.5, 95.2, 96.5] and np.allclose(pw.delta, [0, .5, -1.8, -.5])
+    assert math.isclose(pw.accuracy_std.iloc[0], math.sqrt(2))
+    sc = s[s.arm == 'scratch']
+    assert sc.seeds.tolist() == [2, 2, 1] and np.allclose(sc.delta, [0, .5, -11])
+    lw = largest_within(df, tol=1)
+    # 90 % is within 1 point although 80 % is not: the largest qualifying sparsity wins
+    assert lw[['arm', 'granularity', 'sparsity']].values.tolist() == [['pretrained', 'weight', 90], ['pretrained', 'filter', 0], ['scratch', 'weight', 50]]
+    assert lw.dense_accuracy.tolist() == [97., 97., 91.]
+    assert largest_within(df, tol=2).sparsity.tolist() == [90, 0, 50]
+    with pytest.raises(ValueError, match='no successful run'): summarize(df.assign(error='x'))
+
+def test_plot(tmp_path):
+    df = fake([(a, g, sp, s, 90 - sp/10 + s) for a in ('pretrained', 'scratch') for s in (0, 1) for g,sp in ((None, 0), ('weight', 50), ('weight', 80))])
+    fig = plot_study(df, tmp_path/'p.png')
+    assert (tmp_path/'p.png').stat().st_size > 10_000
+    ax1,ax2 = fig.axes
+    assert [t.get_text() for t in ax1.get_legend().get_texts()] == ['pretrained', 'scratch']
+    assert ax2.get_xscale() == 'log'
+
+# --- the paper's pipeline on CIFAR-layout files ----------------------------------------------------------------
+
+def test_paper_pipeline_on_tiny_cifar(tmp_path):
+    root = tmp_path/'data'
+    datasets['cifar10'].write_tiny(root, ('airplane', 'bird', 'cat'), n_train=4, n_valid=3)
+    kw = dict(presets['paper'], archs='mobilenet_v2', datasets='cifar10', sparsities=[0, 50], seeds=0, epochs=1, size=32, bs=4)
+    df = run_study(out=tmp_path/'out', root=root, bar=False, log=False, **kw)
+    assert len(df) == 2*(1 + 2) and df.error.isna().all()
+    assert df.granularity.fillna('dense').tolist() == ['dense', 'weight', 'filter']*2
+    assert (df.train_items == 12).all() and (df.valid_items == 9).all() and (df['head'] == 'fastai').all() and (df[df.sparsity > 0].schedule == 'agp').all()
+    pr = df[df.sparsity > 0]
+    assert np.allclose(pr.measured_sparsity, 50, atol=1.5) and (pr.compression > 1).all()
+    assert (pr.speedup > 1).all()
+    assert len(summarize(df)) == 2*2*2
+
+# --- the command ---------------------------------------------------------------------------------------------------
+
+def run_main(args):
+    with contextlib.redirect_stdout(io.StringIO()) as o, contextlib.redirect_stderr(io.StringIO()) as e:
+        try: rc = main(args)
+        except SystemExit as x: rc = x.code
+    return rc,o.getvalue(),e.getvalue()
+
+def test_cli_dry_run(tmp_path):
+    rc,out,_ = run_main(['study', '--dry-run', '--out', str(tmp_path)])
+    assert rc == 0 and out.startswith('20 runs (4 dense baselines), 120 epochs in all; 0 already in') and 'found digits: packaged' in out
+    rc,out,_ = run_main(['study', '--dry-run', '--preset', 'paper', '--root', str(tmp_path), '--out', str(tmp_path)])
+    assert rc == 1 and out.startswith('624 runs') and 'not ready to run: cifar10' in out
+    rc,out,_ = run_main(['study', '--dry-run', '--sparsities', '0', '30', '--seeds', '0,1,2', '--granularity', 'weight,filter', '--exclude', 'none', '--lr', '1e-3'])
+    assert rc == 0 and out.startswith(f'{3*2*(1 + 2)} runs') and 'exclude: -' in out and 'lr: 0.001' in out
+
+def test_cli_bad_input():
+    for args,msg in [(['--sparsities', '0,120'], '[0, 100], got 120'), (['--datasets', 'nope'], "unknown data set 'nope'"),
+                     (['--epochs', '0'], 'epochs must be >= 1'), (['--lr', 'x'], 'expected a number'), (['--arms', 'both'], "unknown arm 'both'")]:
+        rc,_,err = run_main(['study'] + args)
+        assert rc == 2 and msg in err, err
+
+def test_cli_tiny_study(tmp_path):
+    args = ['study', '--out', str(tmp_path), '--sparsities', '0,50', '--seeds', '0', '--epochs', '1', '--size', '16', '--n-per-class', '5', '--n-valid', '40', '--bs', '16', '--no-bar']
+    rc,out,_ = run_main(args)
+    assert rc == 0 and 'Largest sparsity within 1 point(s) of dense accuracy' in out and f'plot: {tmp_path}/accuracy.png' in out
+    assert (tmp_path/'accuracy.png').is_file() and len(read_results(tmp_path/'results.csv')) == 4
