@@ -54,7 +54,7 @@ class SparsifyCallback(Callback):
         start_pct:float=0., # Fraction of training where the sparsity starts to ramp
         end_pct:float=1., # Fraction of training where it reaches the target
         update_every:int|None=None, # Also re-rank every this many steps inside the window (masks may swap); None: only when the target moves
-        min_delta:float=5., # Smallest move of the target, in percentage points, that makes a pruning event (0: every move of one group)
+        min_delta:float=5., # The target moves on a grid of this many percentage points, to the nearest point (0: follow every group)
         layer_type=nn.Conv2d, # Type(s) of layer to prune
         layers:str|list|None=None, # Glob pattern(s) of layer names to prune (default: every `layer_type`)
         exclude:str|list|None=None, # Glob pattern(s) of layer names to leave dense
@@ -180,9 +180,17 @@ def _targets_at(self:SparsifyCallback, pct:float)->list:
     w = min(w, 1.)
     res,cache = [],{}
     for s,f in zip(self._start, self._final):
-        if (s,f) not in cache: cache[(s,f)] = check_sparsity(self.schedule(s, f, w), f'the schedule value at pos={w:.4f}', warn=False)
+        if (s,f) not in cache: cache[(s,f)] = _snap(check_sparsity(self.schedule(s, f, w), f'the schedule value at pos={w:.4f}', warn=False), s, f, self.min_delta)
         res.append(cache[(s,f)])
     return res
+
+def _snap(v:float, s:float, f:float, d:float)->float:
+    "The point of the grid `s, s±d, s±2d, ..., f` nearest to `v` (ties go towards `f`); `v` itself if `d` is 0 or `v` is outside [s, f]"
+    if d == 0 or s == f or not min(s, f) <= v <= max(s, f): return v
+    x,L,sign = abs(v-s),abs(f-s),(1. if f > s else -1.)
+    a = math.floor(x/d)*d
+    best = min([a, min(a+d, L), L], key=lambda g: (abs(x-g), -g))
+    return s + sign*best
 
 @patch
 def _iter(self:SparsifyCallback)->int: return int(round(self.pct_train*self.total))
@@ -212,9 +220,7 @@ def _replay(self:SparsifyCallback, sp, n:int):
 @patch
 def _due(self:SparsifyCallback, ts:list, key:tuple, pct:float)->bool:
     "Whether targets `ts` (with plan `key`) at progress `pct` make a pruning event"
-    if key == self._key: return False
-    if pct >= self.end_pct or self.min_delta == 0: return True
-    return max(abs(t-o) for t,o in zip(ts, self._last)) >= self.min_delta - 1e-9
+    return key != self._key  # `_targets_at` already moves in steps of `min_delta`
 
 # %% ../nbs/05_callback.ipynb #6f2b3fdd
 @patch
