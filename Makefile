@@ -4,8 +4,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Two cores: one torch thread per process, so that parallel notebooks and tests don't thrash each other.
+# One torch thread per process and one process per core, so that parallel notebooks and tests don't thrash each other.
 export OMP_NUM_THREADS ?= 1
+NPROC ?= $(shell nproc)
 
 .PHONY: study test install clean docs readme browser-test wheel-test
 
@@ -30,12 +31,12 @@ test: $(STAMP)
 	if [ "$$before" != "$$($(SYNC_SUM))" ]; then \
 	  echo "nbdev-clean / nbdev-export changed files: notebooks and fastprune/ were out of sync"; \
 	  git status --short -- nbs fastprune; exit 1; fi
-	$(BIN)/nbdev-test --n-workers 2
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/nbdev-test --n-workers $(NPROC)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(NPROC)
 
 # The site, into docs/: every notebook executed (cached in _docs_cache/ until it or the library changes), rendered without quarto.
 docs: $(STAMP)
-	$(BIN)/python tools/docs.py --n-workers 2
+	$(BIN)/python tools/docs.py --n-workers $(NPROC)
 
 # README.md from nbs/index.ipynb, executed (shares the docs cache).
 readme: $(STAMP)

@@ -3,7 +3,7 @@ import copy, pickle, pytest, torch
 from fastprune.all import *
 from conftest import make_learner
 
-@pytest.mark.parametrize('obj', [*schedules.values(), Iterative(5), OneCycle(beta=6), *criteria.values(), *granularities.values()], ids=repr)
+@pytest.mark.parametrize('obj', [*schedules.values(), Iterative(5), OneCycle(beta=6), *criteria.values(), *granularities.values()], ids=lambda o: getattr(o, '__name__', None) or repr(o))
 def test_registry_objects_roundtrip(obj):
     for o in (pickle.loads(pickle.dumps(obj)), copy.deepcopy(obj)):
         assert type(o) is type(obj)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 root = Path(__file__).resolve().parents[2]
-dev_only = {'nbdev', 'pytest', 'hypothesis', 'nbconvert', 'selenium', 'build', 'execnb'}
+dev_only = {'nbdev', 'pytest', 'pytest-xdist', 'hypothesis', 'nbconvert', 'selenium', 'build', 'execnb'}
 
 def run(*args, **kw)->str:
     r = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
