@@ -12,8 +12,10 @@ import pytest
 root = Path(__file__).resolve().parents[2]
 dev_only = {'nbdev', 'pytest', 'pytest-xdist', 'hypothesis', 'nbconvert', 'selenium', 'build', 'execnb'}
 
+_env = {k:v for k,v in os.environ.items() if k not in ('PYTHONPATH', 'PYTHONHOME', 'PYTHONSTARTUP', 'VIRTUAL_ENV')}  # nothing of this environment leaks in
+
 def run(*args, **kw)->str:
-    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
+    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=_env, **kw)
     assert r.returncode == 0, f'{" ".join(map(str, args))} exited {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}'
     return r.stdout
 
