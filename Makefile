@@ -42,11 +42,11 @@ docs: $(STAMP)
 readme: $(STAMP)
 	$(BIN)/python tools/readme.py
 
-# The built site in headless Chromium (Debian: chromium chromium-driver); not part of `make test`.
+# The built site in headless Chromium (Debian: chromium chromium-driver); not part of `make test`, run by CI (.ci/run).
 browser-test: docs
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/browser
 
-# The wheel, installed into a fresh venv without the dev extra; not part of `make test` (minutes: it installs PyTorch).
+# The wheel, installed into a fresh venv without the dev extra; not part of `make test` (minutes: it installs PyTorch), run by CI.
 wheel-test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/packaging
 

@@ -1,7 +1,8 @@
 """What pruning costs on CPU: whole-fit time with and without `SparsifyCallback`, one pruning event, the per-step masking, and mask memory.
 
 Run from the repository root: `python bench/overhead.py` (about 4-5 minutes on a quiet 2-core CPU; pairs of fits disturbed by other processes are rerun)
-or `python bench/overhead.py --quick` (under 2 minutes, a smoke test).
+or `python bench/overhead.py --quick` (under 2 minutes, a smoke test),
+or `python bench/overhead.py --long` (about 20 minutes: whole fits of 184 and 276 steps, where the 16 pruning events weigh less).
 It prints markdown tables, ready to paste into docs and release notes."""
 from __future__ import annotations
 import argparse, gc, math, os, platform, shlex, statistics, sys, time, warnings
@@ -16,6 +17,7 @@ import fastai.callback.progress  # noqa: F401 -- adds `Learner.no_bar`
 import fastprune
 import fastprune.sparsifier as _spmod
 from fastprune.all import *
+from fastprune.callback import _snap  # the callback's grid of `min_delta` points
 
 warnings.filterwarnings('ignore', category=FutureWarning)  # torchvision's `torch.jit.script` notice, printed on import of some models
 BS,LR,SPARSITY,SEED = 64,1e-3,80.,0
@@ -29,11 +31,11 @@ def vgg16_cifar(n_out=10):
 
 def mobilenet_v2(n_out=10): return torchvision.models.mobilenet_v2(num_classes=n_out)
 
-# name -> (factory, sizes): `full`/`quick` are (epochs, train batches per epoch, valid batches) of the timed fits; `pairs`, `reps` (train steps, events) and
+# name -> (factory, sizes): `full`/`quick`/`long` are (epochs, train batches per epoch, valid batches) of the timed fits; `pairs`, `reps` (train steps, events) and
 # `mreps` (per-step masking) are repeat counts, (full, quick)
 archs = {
-    'VGG16 (CIFAR head)': (vgg16_cifar,  dict(full=(3, 23, 2), quick=(1, 3, 1), pairs=(2, 1), reps=(5, 3), mreps=(20, 5))),
-    'MobileNetV2':        (mobilenet_v2, dict(full=(5, 23, 5), quick=(1, 6, 1), pairs=(3, 1), reps=(9, 3), mreps=(50, 10))),
+    'VGG16 (CIFAR head)': (vgg16_cifar,  dict(full=(3, 23, 2), quick=(1, 3, 1), long=(8, 23, 2), pairs=(2, 1), reps=(5, 3), mreps=(20, 5))),
+    'MobileNetV2':        (mobilenet_v2, dict(full=(5, 23, 5), quick=(1, 6, 1), long=(12, 23, 5), pairs=(3, 1), reps=(9, 3), mreps=(50, 10))),
 }
 
 def digits():
@@ -125,11 +127,11 @@ def sched_values(total:int)->list:
 MIN_DELTA = SparsifyCallback(1).min_delta  # the callback's default
 
 def count_events(sp, total:int, min_delta:float=MIN_DELTA)->int:
-    "Pruning events of a fit of `total` steps, by the callback's rule: the target moved by one group or more and by `min_delta` points (or reached its final value)"
-    key,last,n = sp.plan(0.),0.,0
-    for i,s in enumerate(sched_values(total)):
-        k = sp.plan([s]*len(sp.layers))  # a list: no warning for values below 1 %
-        if k != key and (abs(s-last) >= min_delta - 1e-9 or i == total-1 or min_delta == 0): key,last,n = k,s,n+1
+    "Pruning events of a fit of `total` steps, by the callback's rule: the schedule snapped to a grid of `min_delta` points, an event whenever that moves one group or more"
+    key,n = sp.plan(0.),0
+    for s in sched_values(total):
+        k = sp.plan([_snap(s, 0., SPARSITY, min_delta)]*len(sp.layers))  # a list: no warning for values below 1 %
+        if k != key: key,n = k,n+1
     return n
 
 # --- tables ----------------------------------------------------------------------------------------------------------
@@ -150,8 +152,10 @@ def header(args):
     print(f'- torch {torch.__version__} ({torch.get_num_threads()} threads), torchvision {torchvision.__version__}, fastai {fastai.__version__}, '
           f'fastprune {fastprune.__version__}, Python {platform.python_version()}')
     print(f'- load average at start (1/5/15 min): {" / ".join(f"{v:.2f}" for v in os.getloadavg())}')
-    print(f'- mode: {"quick" if args.quick else "full"}; SparsifyCallback(sparsity={SPARSITY:g}) with its defaults (weight, local, large_final, one_cycle, min_delta={MIN_DELTA:g}), '
+    print(f'- mode: {_mode(args)}; SparsifyCallback(sparsity={SPARSITY:g}) with its defaults (weight, local, large_final, one_cycle, min_delta={MIN_DELTA:g}), '
           f'fastai Adam, lr {LR:g}, batch {BS}, 32x32 digits (scikit-learn, upscaled), seed {SEED}\n')
+
+def _mode(args)->str: return 'quick' if args.quick else 'long' if args.long else 'full'
 
 # --- 1. whole fit ------------------------------------------------------------------------------------------------------
 def whole_fit(data, args):
@@ -162,7 +166,7 @@ def whole_fit(data, args):
           'The pruned fits run with timers around the callback\'s calls (section 6); they cost about a microsecond per call.\n')
     rows,res = [],{}
     for name,(factory,cfg) in archs.items():
-        size,pairs = cfg['quick' if args.quick else 'full'],cfg['pairs'][args.quick]
+        size,pairs = cfg[_mode(args)],cfg['pairs'][args.quick]
         for pruned in (False, True): fit(factory, data, (1, 2, 1), pruned)  # warm-up: oneDNN primitives, allocator, lazy imports
         d,p,dc,pc,ev,acc,oth,bad,inside = [],[],[],[],0,{},[],0,[]
         for i in range(2*pairs):  # a pair disturbed by other processes is run again, up to `pairs` times
@@ -206,7 +210,7 @@ def event_costs(data, args, fits):
     print('## 2. Cost of one pruning event\n')
     print('One event of the callback is `sp.prune(s)` followed by `sp.clear_state(opt)` (pruned entries of the Adam moments set to zero). '
           f'Timed on masks already at 30 % sparsity, each event moving the target up by `min_delta` = {MIN_DELTA:g} points as the callback does, '
-          'on a model with gradients and Adam state. Median over repeats; `events in fit` counts the events of the callback\'s rule (the target moved by one group and by `min_delta` points, or reached its end) '
+          'on a model with gradients and Adam state. Median over repeats; `events in fit` counts the events of the callback\'s rule (the schedule snapped to a grid of `min_delta` points, an event whenever that moves one group or more) '
           f'for the benchmarked fit and for a full-scale fit of {FULL_STEPS:,} steps (25 epochs of CIFAR10 at batch 64); `min_delta=0` is an event whenever one group moves, as fasterai does.\n')
     rows,steps,events = [],{},{}
     for name,(factory,cfg) in archs.items():
@@ -318,9 +322,11 @@ def profile(fits):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--quick', action='store_true', help='a much shorter run (fewer batches and repeats): a smoke test, not a measurement')
+    p.add_argument('--long', action='store_true', help='longer whole fits (section 1): 8 epochs of VGG16, 12 of MobileNetV2')
     p.add_argument('--noisy', type=float, default=NOISY, help=f'other load (cores) above which a pair of fits is run again (default {NOISY}); raise it on a shared machine')
     p.add_argument('--profile', action='store_true', help='always print where the time goes (by default only when an overhead ratio exceeds 1.03)')
     args = p.parse_args(argv)
+    if args.quick and args.long: p.error('--quick and --long exclude each other')
     t0 = time.perf_counter()
     header(args)
     data = digits()

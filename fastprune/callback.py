@@ -116,12 +116,6 @@ def _current(self:SparsifyCallback, sp)->list:
     return [100*sum(l.n_pruned*l.group_size for l in sp.layers)/sp.n_params]*len(sp.layers)
 
 @patch
-def _reached(self:SparsifyCallback, sp, key:tuple)->list:
-    "The sparsity `_current` measures once plan `key` is pruned"
-    if self.context == 'local': return [100*k/l.n_groups for k,l in zip(key, sp.layers)]
-    return [100*key[0]*min(sp.layers.attrgot('group_size'))/sp.n_params]*len(sp.layers)
-
-@patch
 def before_fit(self:SparsifyCallback):
     fresh = self._sparsifier is None or self._sparsifier.model is not self.learn.model
     sp = self._build()
@@ -130,15 +124,14 @@ def before_fit(self:SparsifyCallback):
     mine = resuming and self._origin is not None and not self._done  # this callback ran the fit that was interrupted
     if resuming: sp._adopt_zeros()  # the checkpoint's zeros are the masks: those this callback holds may be from after it
     n,cur = len(sp.layers),self._current(sp)
-    # (ramp start, plan, last target, event count) when the fit began; a new callback resuming can't know: `start_sparsity`, or dense
+    # (ramp start, plan, event count) when the fit began; a new callback resuming can't know: `start_sparsity`, or dense
     if mine: origin = self._origin
-    elif resuming: s = [ifnone(self.start_sparsity, 0.)]*n; key = sp.plan(s); origin = (s, key, self._reached(sp, key), 0)
-    else: origin = ([self.start_sparsity]*n if self.start_sparsity is not None else cur, sp.plan(cur), cur, sp.events)
-    self._start,self._final = origin[0],final
-    self._key,self._last = origin[1:3]
+    elif resuming: s = [ifnone(self.start_sparsity, 0.)]*n; origin = (s, sp.plan(s), 0)
+    else: origin = ([self.start_sparsity]*n if self.start_sparsity is not None else cur, sp.plan(cur), sp.events)
+    self._start,self._final,self._key = origin[0],final,origin[1]
     self._check_fit(sp)
     self._setup(sp, len(self.dls.train))
-    self._origin,self._done,sp.events = origin,False,origin[3]
+    self._origin,self._done,sp.events = origin,False,origin[2]
     self._sparsifier = self.learn.sparsifier = sp
     self._rewind = getattr(self, '_rewind', None) if mine else None
     self._cancelled,self._pair,self._event,self._begun = False,sp.granularity.name == 'filter' and self.mask_bn,False,False
@@ -203,7 +196,7 @@ def _step_plan(self:SparsifyCallback, sp, i:int)->tuple:
     key = sp.plan(ts)
     # re-ranking may revive weights (from zero), so it stops before the window closes: they get steps to train
     regrade = self.update_every is not None and (i+1) % self.update_every == 0 and self.start_pct <= pct < self.end_pct
-    return ts,key,regrade or self._due(ts, key, pct),regrade and key == self._key
+    return ts,key,regrade or key != self._key,regrade and key == self._key  # `_targets_at` moves in steps of `min_delta`: a new plan is an event
 
 @patch
 def _first_event(self:SparsifyCallback, sp)->int|None:
@@ -214,13 +207,8 @@ def _first_event(self:SparsifyCallback, sp)->int|None:
 def _replay(self:SparsifyCallback, sp, n:int):
     "The schedule's bookkeeping (targets, plan, event count) over the first `n` steps, as the interrupted fit kept it"
     for i in range(n):
-        ts,key,due,_ = self._step_plan(sp, i)
-        if due: self._key,self._last,sp.events = key,ts,sp.events+1
-
-@patch
-def _due(self:SparsifyCallback, ts:list, key:tuple, pct:float)->bool:
-    "Whether targets `ts` (with plan `key`) at progress `pct` make a pruning event"
-    return key != self._key  # `_targets_at` already moves in steps of `min_delta`
+        _,key,due,_ = self._step_plan(sp, i)
+        if due: self._key,sp.events = key,sp.events+1
 
 # %% ../nbs/05_callback.ipynb #6f2b3fdd
 @patch
@@ -252,7 +240,7 @@ def before_step(self:SparsifyCallback):
         else:
             sp.prune(ts, free=free)
             sp.clear_state(self.opt)
-            self._key,self._last,self._event = key,ts,True
+            self._key,self._event = key,True
     sp.mask_grads()
 
 @patch
@@ -271,7 +259,7 @@ def after_fit(self:SparsifyCallback):
     sp = self.sparsifier
     if not self._cancelled:
         key = sp.plan(self._targets_at(1.))
-        if key != self._key: sp.prune(self._targets_at(1.)); sp.clear_state(self.opt); self._key,self._last = key,self._targets_at(1.)
+        if key != self._key: sp.prune(self._targets_at(1.)); sp.clear_state(self.opt); self._key = key
         if self.reset_end and self._rewind is not None:
             self._rewind_weights()
             if self.save_tickets is not None: self._save_ticket()
