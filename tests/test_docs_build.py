@@ -92,3 +92,16 @@ def test_readme_is_index_notebook(tmp_path):
     it = iter(have)
     missing = [p for p in expect.split('\n\n') if not any(p.strip() == h.strip() for h in it)]
     assert not missing, f'README.md is out of date with nbs/index.ipynb (run `make readme`); first difference: {missing[0][:300]!r}'
+
+def test_cold_cache_starts_the_training_notebooks_first(tmp_path):
+    "With nothing cached, `make docs` starts the notebooks that train most first, so that two workers finish together"
+    import json
+    def nb(name, *srcs):
+        fn = tmp_path/name
+        fn.write_text(json.dumps(dict(cells=[dict(cell_type='code', metadata={}, outputs=[], execution_count=None, source=s) for s in srcs],
+                                      metadata={}, nbformat=4, nbformat_minor=5)))
+        return fn
+    none = nb('a.ipynb', 'x = 1', 'sp.prune(50)')
+    one = nb('b.ipynb', 'learn.fit_one_cycle(1)')
+    loop = nb('c.ipynb', 'def run(s): learn.fit_one_cycle(2)', 'for s in scheds: res[s] = run(s)')
+    assert docs._trains(none) == 0 < docs._trains(one) < docs._trains(loop)

@@ -93,6 +93,13 @@ def execute(src:str)->dict:
     Procs()(nb)
     return dict(nb=nb2dict(nb), fm=dict(getattr(nb, 'frontmatter_', {})), secs=time.perf_counter()-t0)
 
+def _trains(src:Path)->int:
+    "How much training notebook `src` does, roughly, to start the longest first when nothing is cached: fit calls, and loops of them"
+    cells = [''.join(c['source']) for c in json.loads(src.read_text())['cells'] if c['cell_type'] == 'code']
+    fit = r'\.(?:fit\w*|fine_tune)\(|\brun\('
+    loop = r'\bfor\b[^\n]*:[^\n]*(?:' + fit + ')'  # a one-line loop of fits
+    return sum(len(re.findall(fit, c)) + 5*bool(re.search(r'\bfor\b', c) and re.search(fit, c)) + 10*len(re.findall(loop, c)) for c in cells)
+
 def run_all(srcs:list, n_workers:int=2, force:bool=False, only=None)->dict:
     "Executed notebooks by source path, from the cache where their key matches, else run (longest first, one process each)"
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -105,7 +112,7 @@ def run_all(srcs:list, n_workers:int=2, force:bool=False, only=None)->dict:
         d = json.loads(fn.read_text()) if fn.exists() else None
         k = _key(s, dh)
         if d and d['key'] == k and not (force and (only is None or s in only)): res[s] = d
-        elif only is None or s in only: todo.append((s, fn, k, d['secs'] if d else 1e9))
+        elif only is None or s in only: todo.append((s, fn, k, d['secs'] if d else 1e6*_trains(s)))
         else: print(f'docs: leaving out {s.relative_to(root)} (not executed yet: name it or build all)')
     todo.sort(key=lambda o: -o[3])
     if not todo: return res
