@@ -323,10 +323,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--quick', action='store_true', help='a much shorter run (fewer batches and repeats): a smoke test, not a measurement')
     p.add_argument('--long', action='store_true', help='longer whole fits (section 1): 8 epochs of VGG16, 12 of MobileNetV2')
+    p.add_argument('--model', action='append', choices=list(archs), help='benchmark only this model (repeat for several; default: all)')
     p.add_argument('--noisy', type=float, default=NOISY, help=f'other load (cores) above which a pair of fits is run again (default {NOISY}); raise it on a shared machine')
     p.add_argument('--profile', action='store_true', help='always print where the time goes (by default only when an overhead ratio exceeds 1.03)')
     args = p.parse_args(argv)
     if args.quick and args.long: p.error('--quick and --long exclude each other')
+    if args.model:
+        for k in [k for k in archs if k not in args.model]: del archs[k]
     t0 = time.perf_counter()
     header(args)
     data = digits()
