@@ -6,7 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # One torch thread per process and one process per core, so that parallel notebooks and tests don't thrash each other.
 export OMP_NUM_THREADS ?= 1
-NPROC ?= $(shell nproc)
+# Cores this process may use; `nproc` alone would count OMP_NUM_THREADS, which is 1 in recipes.
+CORES = env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc
+NPROC ?= $(shell $(CORES))
 
 .PHONY: study test install clean docs readme browser-test wheel-test
 
@@ -21,7 +23,7 @@ install: $(STAMP)
 
 # The study is one process: it gets every core.
 study: $(STAMP)
-	OMP_NUM_THREADS=$$(nproc) $(BIN)/fastprune study
+	OMP_NUM_THREADS=$$($(CORES)) $(BIN)/fastprune study
 
 SYNC_SUM = find nbs fastprune -type f ! -path '*/__pycache__/*' ! -path '*/.ipynb_checkpoints/*' | LC_ALL=C sort | xargs sha1sum | sha1sum
 
