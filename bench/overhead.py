@@ -17,7 +17,7 @@ import fastai.callback.progress  # noqa: F401 -- adds `Learner.no_bar`
 import fastprune
 import fastprune.sparsifier as _spmod
 from fastprune.all import *
-from fastprune.callback import _snap  # the callback's grid of `min_delta` points
+from fastprune.schedules import snap_to_grid  # the callback's grid of `min_delta` points
 
 warnings.filterwarnings('ignore', category=FutureWarning)  # torchvision's `torch.jit.script` notice, printed on import of some models
 BS,LR,SPARSITY,SEED = 64,1e-3,80.,0
@@ -83,7 +83,7 @@ def timers(spec:dict, acc:dict|None):
 
 # The callback's events, and what they call (module functions are looked up at call time, so wrapping the module's names times them)
 timed = {SparsifyCallback: ['before_fit', 'before_batch', 'before_step', 'after_step', 'after_fit', '_measured', '_targets_at'],
-         Sparsifier: ['__init__', 'plan', 'prune', '_scores', '_choose', 'clear_state', 'mask_grads', 'apply', 'sparsity', 'pair_bn', '_adopt_zeros'],
+         Sparsifier: ['_bind', 'plan', 'prune', '_scores', '_choose', 'clear_state', 'mask_grads', 'apply', 'sparsity', 'pair_bn', 'adopt_zeros'],
          _spmod: ['select', 'smallest']}
 TOP = ['before_fit', 'before_batch', 'before_step', 'after_step', 'after_fit', '_measured']
 
@@ -130,7 +130,7 @@ def count_events(sp, total:int, min_delta:float=MIN_DELTA)->int:
     "Pruning events of a fit of `total` steps, by the callback's rule: the schedule snapped to a grid of `min_delta` points, an event whenever that moves one group or more"
     key,n = sp.plan(0.),0
     for s in sched_values(total):
-        k = sp.plan([_snap(s, 0., SPARSITY, min_delta)]*len(sp.layers))  # a list: no warning for values below 1 %
+        k = sp.plan([snap_to_grid(s, 0., SPARSITY, min_delta)]*len(sp.layers))  # a list: no warning for values below 1 %
         if k != key: key,n = k,n+1
     return n
 
@@ -296,7 +296,7 @@ def profile(fits):
     print('## 6. Where the time goes\n')
     print('Timers around the callback\'s events and what they call, summed over the timed pruned fits of section 1 and divided by their number. '
           'Times are inclusive: `before_step` holds `plan`, `prune` and `clear_state`; `prune` holds `_scores`, `_choose` (which holds `select`, which holds `smallest`) and `apply`; '
-          '`before_fit` holds `Sparsifier.__init__` (which holds `_adopt_zeros`). `_measured` is the sparsity column, a `ValueMetric` read once per epoch.\n')
+          '`before_fit` holds `Sparsifier._bind` (which holds `adopt_zeros`). `_measured` is the sparsity column, a `ValueMetric` read once per epoch.\n')
     rows = []
     for name,r in fits.items():
         acc,k = r['acc'],r['pairs']

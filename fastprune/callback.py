@@ -8,21 +8,23 @@ Docs: https://fastprune.github.io/fastprune/callback.html.md"""
 from __future__ import annotations
 import math, warnings
 from pathlib import Path
-from fastcore.basics import store_attr, patch, ifnone
+from dataclasses import dataclass
+from fastcore.basics import patch, ifnone
+from fastcore.meta import delegates
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.learner import Learner, SkipToEpoch, ValueMetric
 import torch
 from torch import nn
+from .core import *
 from .granularity import *
 from .criteria import *
 from .schedules import *
 from .sparsifier import *
-from .sparsifier import _patterns, _check_types, _norms, _listing
 from .report import *
 
 # %% auto #0
-__all__ = ['SparsifyCallback']
+__all__ = ['SparsifyCallback', 'Origin', 'Step', 'recalibrate_bn']
 
 # %% ../nbs/05_callback.ipynb #d056e65f
 class _SparsityMetric(ValueMetric):
@@ -30,24 +32,16 @@ class _SparsityMetric(ValueMetric):
 
 def _drop_metric(learn): learn.metrics = [m for m in learn.metrics if not isinstance(m, _SparsityMetric)]
 
-def _check_pct(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1: raise ValueError(f'{name} must be a fraction of training in [0, 1], got {v!r}')
-    return float(v)
-
-def _check_count(v, name, allow_none=True, low=0):
-    if v is None and allow_none: return v
-    if isinstance(v, bool) or not isinstance(v, int) or v < low: raise ValueError(f'{name} must be an int >= {low}{" or None" if allow_none else ""}, got {v!r}')
-    return v
-
 # %% ../nbs/05_callback.ipynb #f658f913
 class SparsifyCallback(Callback):
     "Prune `learn.model` while it trains, at a `granularity`, in a `context`, by a `criteria`, on a `schedule`"
     order = MixedPrecision.order-1  # before MixedPrecision.before_step, which can cancel a step
     run_valid = False
     _stateattrs = ('_rewind',)  # a copy of every weight (lottery tickets): not pickled, so not exported with the learner
+    @delegates(PruneConfig)
     def __init__(self,
         sparsity:float|dict, # Target sparsity in percent [0, 100], or a dict of layer-name patterns (globs) to percentages
-        granularity:str|Granularity='weight', # 'weight', 'vector', 'kernel', 'filter', 'channel', or a registered one
+        granularity:str|Granularity='weight', # 'weight', 'vector', 'kernel', 'filter', 'channel', 'N:M', or a registered one
         context:str='local', # 'local': every layer to the target; 'global': one ranking across layers, counted in parameters
         criteria:str|Criterion='large_final', # 'large_final' (|w|), 'random', 'large_init', 'movement', 'taylor', or your own
         schedule='one_cycle', # A schedule name or any function f(start, end, pos), fastai's included
@@ -55,38 +49,27 @@ class SparsifyCallback(Callback):
         end_pct:float=1., # Fraction of training where it reaches the target
         update_every:int|None=None, # Also re-rank every this many steps inside the window (masks may swap); None: only when the target moves
         min_delta:float=5., # The target moves on a grid of this many percentage points, to the nearest point (0: follow every group)
-        layer_type=nn.Conv2d, # Type(s) of layer to prune
-        layers:str|list|None=None, # Glob pattern(s) of layer names to prune (default: every `layer_type`)
-        exclude:str|list|None=None, # Glob pattern(s) of layer names to leave dense
         start_sparsity:float|None=None, # Where the ramp starts; None: the sparsity the model has when the fit starts (resuming with `start_epoch`: where the interrupted fit started, 0 for a new callback)
-        normalize:str='lamp', # Global context: how scores become comparable across layers ('lamp', 'mean', 'none')
-        allow_empty:bool=False, # Let a layer lose every group (by default each keeps its best group)
-        mask_bn:bool=True, # With 'filter': also mask the conv bias and the BatchNorm channel each filter feeds
-        seed:int=0, # Seed of the 'random' criterion (the same on every process)
         lth:bool=False, # Lottery ticket: after each pruning event, rewind the kept weights to the rewind point
         rewind_epoch:int=0, # Rewind point, in epochs (0: the weights the fit starts from)
         rewind_iter:int|None=None, # Rewind point, in iterations (overrides `rewind_epoch`)
         reset_end:bool=False, # At the end of the fit, reset the weights to the rewind point, masked: the ticket
         save_tickets:str|Path|None=None, # Folder where each ticket (masks + rewound weights) is saved
         show_sparsity:bool=True, # Add the measured sparsity as a column of the results table
-    ):
-        self.sparsity = check_sparsity(sparsity)
-        self.granularity,self.criteria,self.schedule = get_granularity(granularity),get_criterion(criteria),get_schedule(schedule)
-        if context not in ('local','global'): raise ValueError(f"unknown context {context!r}: choose one of ['global', 'local']")
-        if isinstance(self.sparsity, dict) and context == 'global': raise ValueError('a dict of per-layer sparsities needs context="local": global context ranks all layers against one target')
-        if normalize not in _norms: raise ValueError(f'unknown normalize {normalize!r}: choose one of {sorted(_norms)}')
-        start_pct,end_pct = _check_pct(start_pct, 'start_pct'),_check_pct(end_pct, 'end_pct')
-        if start_pct >= end_pct: raise ValueError(f'the pruning window must satisfy start_pct < end_pct, got start_pct={start_pct} and end_pct={end_pct}')
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)): raise TypeError(f'min_delta must be a number of percentage points in [0, 100], got {type(min_delta).__name__}: {min_delta!r}')
-        if not 0 <= min_delta <= 100: raise ValueError(f'min_delta must be a number of percentage points in [0, 100], got {min_delta!r}')
-        _check_count(update_every, 'update_every', low=1); _check_count(rewind_epoch, 'rewind_epoch', allow_none=False); _check_count(rewind_iter, 'rewind_iter')
-        if start_sparsity is not None: start_sparsity = check_sparsity(start_sparsity, 'start_sparsity')
+        **kwargs):
+        self.config = PruneConfig(granularity, context, criteria, **kwargs)
+        self.sparsity,self.schedule = self.config.check_target(sparsity),get_schedule(schedule)
+        self.start_pct,self.end_pct = (check_number(v, k, 0, 1, what='a fraction of training') for v,k in ((start_pct, 'start_pct'), (end_pct, 'end_pct')))
+        if self.start_pct >= self.end_pct: raise ValueError(f'the pruning window must satisfy start_pct < end_pct, got start_pct={start_pct} and end_pct={end_pct}')
+        self.min_delta = check_number(min_delta, 'min_delta', 0, 100, what='a number of percentage points')
+        self.update_every = check_number(update_every, 'update_every', 1, integer=True, none_ok=True)
+        self.rewind_epoch = check_number(rewind_epoch, 'rewind_epoch', 0, integer=True)
+        self.rewind_iter = check_number(rewind_iter, 'rewind_iter', 0, integer=True, none_ok=True)
         if isinstance(start_sparsity, dict): raise TypeError('start_sparsity must be one percentage, not a dict')
-        _check_types(layer_type); _patterns(layers, 'layers'); _patterns(exclude, 'exclude')
-        if not isinstance(seed, int) or isinstance(seed, bool): raise TypeError(f'seed must be an int, got {seed!r}')
-        store_attr('context,start_pct,end_pct,update_every,min_delta,layer_type,layers,exclude,start_sparsity,normalize,allow_empty,mask_bn,seed,lth,rewind_epoch,rewind_iter,reset_end,show_sparsity')
+        self.start_sparsity = None if start_sparsity is None else check_sparsity(start_sparsity, 'start_sparsity')
+        self.lth,self.reset_end,self.show_sparsity = (check_bool(v, k) for v,k in ((lth, 'lth'), (reset_end, 'reset_end'), (show_sparsity, 'show_sparsity')))
         self.save_tickets = None if save_tickets is None else Path(save_tickets)
-        self._sparsifier,self.tickets,self._origin,self._done = None,[],None,True
+        self._sparsifier,self.tickets,self._origin,self._finished = None,[],None,True
 
     @property
     def learn(self): return self.__dict__.get('_learn')
@@ -97,67 +80,70 @@ class SparsifyCallback(Callback):
         self.__dict__['_learn'] = v
 
 # %% ../nbs/05_callback.ipynb #cd49e6dc
+@dataclass(frozen=True)
+class Origin:
+    "Where a fit's schedule begins"
+    start:list # The sparsity each selected layer ramps from, in percent
+    plan:tuple # `Sparsifier.plan` of the masks the fit starts with
+    events:int # Pruning events counted before the fit
+
 @patch(as_prop=True)
 def sparsifier(self:SparsifyCallback)->Sparsifier|None:
-    "The `Sparsifier` that owns this callback's masks (built at the first `before_fit`)"
+    "The `Sparsifier` that owns this callback's masks (built at the first `before_fit`, and held by the learner as `learn.sparsifier`)"
     return self._sparsifier
 
 @patch
-def _build(self:SparsifyCallback):
+def _sparsifier_for(self:SparsifyCallback, model:nn.Module)->tuple:
+    "This callback's sparsifier if it prunes `model`, else a new one from its configuration; and whether it is new"
     sp = self._sparsifier
-    if sp is not None and sp.model is self.learn.model: return sp
-    return Sparsifier(self.learn.model, self.granularity, self.context, self.criteria, layer_type=self.layer_type, layers=self.layers,
-                      exclude=self.exclude, normalize=self.normalize, allow_empty=self.allow_empty, mask_bn=self.mask_bn, seed=self.seed)
+    if sp is not None and sp.model is model: return sp,False
+    return Sparsifier.from_config(model, self.config),True
 
 @patch
-def _current(self:SparsifyCallback, sp)->list:
-    "Sparsity already reached, per layer (local) or overall (global), in percent of groups/parameters"
-    if self.context == 'local': return [100*l.n_pruned/l.n_groups for l in sp.layers]
-    return [100*sum(l.n_pruned*l.group_size for l in sp.layers)/sp.n_params]*len(sp.layers)
+def _new_origin(self:SparsifyCallback, sp:Sparsifier, resuming:bool)->Origin:
+    "Where a fit this callback did not start ramps from: `start_sparsity`, else the sparsity the model has (a new callback resuming can't know it: dense)"
+    n = len(sp.layers)
+    if resuming: s = [ifnone(self.start_sparsity, 0.)]*n; return Origin(s, sp.plan(s), 0)
+    return Origin([self.start_sparsity]*n if self.start_sparsity is not None else sp.reached(), sp.plan(sp.reached()), sp.events)
 
 @patch
 def before_fit(self:SparsifyCallback):
-    fresh = self._sparsifier is None or self._sparsifier.model is not self.learn.model
-    sp = self._build()
-    final = sp.targets(self.sparsity)
+    "Build or keep the sparsifier, find where the schedule starts, and check what needs the model, before anything is written"
+    sp,fresh = self._sparsifier_for(self.learn.model)
     resuming = any(isinstance(cb, SkipToEpoch) for cb in self.learn.cbs)
-    mine = resuming and self._origin is not None and not self._done  # this callback ran the fit that was interrupted
-    if resuming: sp._adopt_zeros()  # the checkpoint's zeros are the masks: those this callback holds may be from after it
-    n,cur = len(sp.layers),self._current(sp)
-    # (ramp start, plan, event count) when the fit began; a new callback resuming can't know: `start_sparsity`, or dense
-    if mine: origin = self._origin
-    elif resuming: s = [ifnone(self.start_sparsity, 0.)]*n; origin = (s, sp.plan(s), 0)
-    else: origin = ([self.start_sparsity]*n if self.start_sparsity is not None else cur, sp.plan(cur), sp.events)
-    self._start,self._final,self._key = origin[0],final,origin[1]
+    mine = resuming and self._origin is not None and not self._finished  # this callback ran the fit that was interrupted
+    if resuming: sp.adopt_zeros()  # the checkpoint's zeros are the masks: those this callback holds may be from after it
+    origin = self._origin if mine else self._new_origin(sp, resuming)
+    self._start,self._final,self._plan = origin.start,sp.targets(self.sparsity),origin.plan
     self._check_fit(sp)
-    self._setup(sp, len(self.dls.train))
-    self._origin,self._done,sp.events = origin,False,origin[2]
+    self._count_steps(sp, len(self.dls.train))
+    self._origin,self._finished = origin,False
+    sp.restore_events(origin.events)
     self._sparsifier = self.learn.sparsifier = sp
     self._rewind = getattr(self, '_rewind', None) if mine else None
-    self._cancelled,self._pair,self._event,self._begun = False,sp.granularity.name == 'filter' and self.mask_bn,False,False
-    self._snap = self.criteria.needs_init and (fresh or any(l.init is None for l in sp.layers))
-    if self._snap and resuming: warnings.warn(f'criterion {self.criteria.name!r} scores against the weights pruning started from, which no checkpoint holds: this resumed fit takes the loaded ones (resume with the callback that ran the interrupted fit to keep them)')
+    self._cancelled,self._pruned,self._train_begun = False,False,False
+    self._take_snapshot = self.config.criteria.needs_init and (fresh or any(l.init is None for l in sp.layers))
+    if self._take_snapshot and resuming: warnings.warn(f'criterion {self.config.criteria.name!r} scores against the weights pruning started from, which no checkpoint holds: this resumed fit takes the loaded ones (resume with the callback that ran the interrupted fit to keep them)')
     if self.save_tickets is not None: self.save_tickets.mkdir(parents=True, exist_ok=True)
-    if self.show_sparsity:
-        self.learn.metrics = [m for m in self.learn.metrics if not isinstance(m, _SparsityMetric)] + [_SparsityMetric(self._measured, 'sparsity')]
+    if self.show_sparsity: self.learn.metrics = [m for m in self.learn.metrics if not isinstance(m, _SparsityMetric)] + [_SparsityMetric(self._measured, 'sparsity')]
 
 @patch
 def _measured(self:SparsifyCallback): return self.sparsifier.sparsity()
 
 @patch
-def _check_fit(self:SparsifyCallback, sp):
+def _check_fit(self:SparsifyCallback, sp:Sparsifier):
     "Checks that need the model: a schedule that can be called, and gradients for criteria that rank by them"
     try: self._targets_at(self.start_pct); self._targets_at(self.end_pct)
     except TypeError as e: raise TypeError(f'schedule {self.schedule!r} must be a function f(start, end, pos) that returns a percentage: {e}') from None
-    frozen = [l.name for l in sp.layers if not l.weight.requires_grad]
-    if self.criteria.needs_grad and frozen:
+    frozen,crit = [l.name for l in sp.layers if not l.weight.requires_grad],self.config.criteria
+    if crit.needs_grad and frozen:
         ok = sorted(k for k,c in criteria.items() if not c.needs_grad)
-        raise ValueError(f'criterion {self.criteria.name!r} ranks weights by their gradients, and the frozen layers {_listing(frozen)} get none: unfreeze them, exclude them, or choose a criterion among {ok}')
+        raise ValueError(f'criterion {crit.name!r} ranks weights by their gradients, and the frozen layers {listing(frozen)} get none: unfreeze them, exclude them, or choose a criterion among {ok}')
 
 @patch
-def _setup(self:SparsifyCallback, sp, n_iter:int):
+def _count_steps(self:SparsifyCallback, sp:Sparsifier, n_iter:int):
     "Count the fit's steps (`n_iter` an epoch), and check the lottery-ticket rewind point against the first pruning event"
-    self.total,self._rewind_at = self.n_epoch*n_iter,None
+    self.n_steps,self._rewind_at = self.n_epoch*n_iter,None
     if self.lth or self.reset_end:
         r = self.rewind_iter if self.rewind_iter is not None else self.rewind_epoch*n_iter
         first = self._first_event(sp)
@@ -165,6 +151,14 @@ def _setup(self:SparsifyCallback, sp, n_iter:int):
         self._rewind_at = r
 
 # %% ../nbs/05_callback.ipynb #c29ff090
+@dataclass(frozen=True)
+class Step:
+    "What the schedule asks of one training step"
+    targets:list # Per-layer target sparsity after the step, in percent
+    plan:tuple # `Sparsifier.plan` of those targets
+    due:bool # Whether the step is a pruning event: the plan moved, or `update_every` asks for a re-ranking
+    rerank:bool # Whether the event only re-ranks (the plan did not move): masks may swap
+
 @patch
 def _targets_at(self:SparsifyCallback, pct:float)->list:
     "Per-layer target at training progress `pct`"
@@ -173,99 +167,131 @@ def _targets_at(self:SparsifyCallback, pct:float)->list:
     w = min(w, 1.)
     res,cache = [],{}
     for s,f in zip(self._start, self._final):
-        if (s,f) not in cache: cache[(s,f)] = _snap(check_sparsity(self.schedule(s, f, w), f'the schedule value at pos={w:.4f}', warn=False), s, f, self.min_delta)
+        if (s,f) not in cache: cache[(s,f)] = snap_to_grid(check_sparsity(self.schedule(s, f, w), f'the schedule value at pos={w:.4f}', warn=False), s, f, self.min_delta)
         res.append(cache[(s,f)])
     return res
 
-def _snap(v:float, s:float, f:float, d:float)->float:
-    "The point of the grid `s, s±d, s±2d, ..., f` nearest to `v` (ties go towards `f`); `v` itself if `d` is 0 or `v` is outside [s, f]"
-    if d == 0 or s == f or not min(s, f) <= v <= max(s, f): return v
-    x,L,sign = abs(v-s),abs(f-s),(1. if f > s else -1.)
-    a = math.floor(x/d)*d
-    best = min([a, min(a+d, L), L], key=lambda g: (abs(x-g), -g))
-    return s + sign*best
+@patch
+def _iter(self:SparsifyCallback)->int: return int(round(self.pct_train*self.n_steps))
 
 @patch
-def _iter(self:SparsifyCallback)->int: return int(round(self.pct_train*self.total))
-
-@patch
-def _step_plan(self:SparsifyCallback, sp, i:int)->tuple:
-    "Targets and plan for the progress after step `i`; whether that step makes a pruning event, and whether the event only re-ranks"
-    pct = min((i+1)/self.total, 1.)
+def _step(self:SparsifyCallback, sp:Sparsifier, i:int)->Step:
+    "What step `i` asks for: the targets for the progress after it, their plan, and whether it is a pruning event"
+    pct = min((i+1)/self.n_steps, 1.)
     ts = self._targets_at(pct)
-    key = sp.plan(ts)
+    plan = sp.plan(ts)
     # re-ranking may revive weights (from zero), so it stops before the window closes: they get steps to train
-    regrade = self.update_every is not None and (i+1) % self.update_every == 0 and self.start_pct <= pct < self.end_pct
-    return ts,key,regrade or key != self._key,regrade and key == self._key  # `_targets_at` moves in steps of `min_delta`: a new plan is an event
+    rerank = self.update_every is not None and (i+1) % self.update_every == 0 and self.start_pct <= pct < self.end_pct
+    return Step(ts, plan, rerank or plan != self._plan, rerank and plan == self._plan)  # targets move in steps of `min_delta`: a new plan is an event
 
 @patch
-def _first_event(self:SparsifyCallback, sp)->int|None:
+def _first_event(self:SparsifyCallback, sp:Sparsifier)->int|None:
     "First step at which the schedule moves the masks"
-    return next((i for i in range(self.total) if self._step_plan(sp, i)[2]), None)
+    return next((i for i in range(self.n_steps) if self._step(sp, i).due), None)
 
 @patch
-def _replay(self:SparsifyCallback, sp, n:int):
-    "The schedule's bookkeeping (targets, plan, event count) over the first `n` steps, as the interrupted fit kept it"
+def _replay(self:SparsifyCallback, sp:Sparsifier, n:int):
+    "The schedule's bookkeeping over the first `n` steps (the plan, the event count), as the interrupted fit kept it"
+    events = 0
     for i in range(n):
-        _,key,due,_ = self._step_plan(sp, i)
-        if due: self._key,sp.events = key,sp.events+1
+        st = self._step(sp, i)
+        if st.due: self._plan,events = st.plan,events+1
+    sp.restore_events(sp.events + events)
 
 # %% ../nbs/05_callback.ipynb #6f2b3fdd
 @patch
 def before_batch(self:SparsifyCallback):
-    if self._pair:  # trace the conv -> BatchNorm pairs on the first batch, once
-        self.sparsifier.pair_bn(tuple(x[:2] for x in self.xb)); self._pair = False
-    if getattr(self.sparsifier, 'example_inputs', None) is None: self.sparsifier.example_inputs = tuple(x[:1].detach() for x in self.xb)
+    "Show the sparsifier the batch (it keeps one input, and traces conv → BatchNorm pairs once); keep the rewind point when it comes"
+    self.sparsifier.see_batch(self.xb)
     if self._rewind_at is not None and self._rewind is None and self._iter() >= self._rewind_at:
         self._rewind = {k: v.detach().clone() for k,v in self.sparsifier.model.state_dict().items()}
 
 @patch
 def before_train(self:SparsifyCallback):
-    if self._begun: return
-    self._begun,sp,n = True,self.sparsifier,len(self.dl)
+    "On the fit's first epoch: count the steps this process takes, replay a resumed fit's schedule, and snapshot the weights criteria score against"
+    if self._train_begun: return
+    self._train_begun,sp,n = True,self.sparsifier,len(self.dl)
     # fastai's `DistributedTrainer` gives each process a share of every epoch, after this `before_fit`: count the steps it takes
-    if self.n_epoch*n != self.total: self._setup(sp, n)
+    if self.n_epoch*n != self.n_steps: self._count_steps(sp, n)
     if self.epoch:  # resumed with `start_epoch`: go on from where the interrupted fit was
         if self._rewind_at is not None and self._rewind is None and self._rewind_at < self.epoch*n:
             raise ValueError(f'the lottery-ticket rewind point (iteration {self._rewind_at}) comes before this resumed fit (iteration {self.epoch*n}), and no checkpoint holds its weights: resume with the same callback object that ran the interrupted fit, or fit from the start')
         self._replay(sp, self.epoch*n)
-    if self._snap: sp.snapshot(); self._snap = False  # after `DistributedTrainer.before_fit`: every process has rank 0's weights
+    if self._take_snapshot: sp.snapshot(); self._take_snapshot = False  # after `DistributedTrainer.before_fit`: every process has rank 0's weights
+
+@patch
+def _overflowed(self:SparsifyCallback, sp:Sparsifier)->bool:
+    "Whether a criterion that ranks by gradients would read ones that overflowed (mixed precision skips that step)"
+    return self.config.criteria.needs_grad and not all(torch.isfinite(l.weight.grad).all() for l in sp.layers if l.weight.grad is not None)
 
 @patch
 def before_step(self:SparsifyCallback):
-    sp = self.sparsifier
-    ts,key,due,free = self._step_plan(sp, self._iter())
-    if due:
-        if self.criteria.needs_grad and not all(torch.isfinite(l.weight.grad).all() for l in sp.layers if l.weight.grad is not None): pass  # overflowed step: prune on the next one
-        else:
-            sp.prune(ts, free=free)
-            sp.clear_state(self.opt)
-            self._key,self._event = key,True
+    "Prune when this step's plan differs from the masks' (a pruning event), then zero the gradients of pruned weights"
+    sp,st = self.sparsifier,self._step(self.sparsifier, self._iter())
+    if st.due and not self._overflowed(sp):  # an overflowed step prunes on the next one
+        sp.prune(st.targets, rerank=st.rerank)
+        sp.clear_state(self.opt)
+        self._plan,self._pruned = st.plan,True
     sp.mask_grads()
 
 @patch
 def after_step(self:SparsifyCallback):
+    "Re-apply every mask after the optimizer's step; after a pruning event, rewind (lottery tickets) and save the ticket if asked"
     self.sparsifier.apply()
-    if self._event:
-        self._event = False
+    if self._pruned:
+        self._pruned = False
         if self.lth and self._rewind is not None: self._rewind_weights()
         if self.save_tickets is not None: self._save_ticket()
 
 @patch
-def after_cancel_fit(self:SparsifyCallback): self._cancelled = True
+def after_cancel_fit(self:SparsifyCallback):
+    "Remember that the fit was cancelled: its last pruning event does not run"
+    self._cancelled = True
 
 @patch
 def after_fit(self:SparsifyCallback):
+    "Reach the final target if the last steps did not, reset to the ticket if asked, and leave the masks applied"
     sp = self.sparsifier
     if not self._cancelled:
-        key = sp.plan(self._targets_at(1.))
-        if key != self._key: sp.prune(self._targets_at(1.)); sp.clear_state(self.opt); self._key = key
+        ts = self._targets_at(1.)
+        plan = sp.plan(ts)
+        if plan != self._plan: sp.prune(ts); sp.clear_state(self.opt); self._plan = plan
         if self.reset_end and self._rewind is not None:
             self._rewind_weights()
             if self.save_tickets is not None: self._save_ticket()
     sp.apply()
-    self._done = not self._cancelled
+    self._finished = not self._cancelled
     if self.show_sparsity: _drop_metric(self.learn)
+
+# %% ../nbs/05_callback.ipynb #f6d20dde
+@patch
+def sparsity_report(self:Learner, example_inputs:tuple|None=None)->'pd.DataFrame':
+    "Measured sparsity per layer and in total, compression ratio and FLOPs dense vs remaining (see `sparsity_report`)"
+    sp = getattr(self, 'sparsifier', None)
+    if example_inputs is None and sp is not None: example_inputs = sp.example_inputs
+    if example_inputs is None: example_inputs = tuple(x[:1] for x in self.dls.valid.one_batch()[:self.dls.n_inp])
+    return sparsity_report(self.model, None if sp is None else sp.layers.attrgot('name'), example_inputs)
+
+@patch
+def plot_sparsity(self:Learner, ax=None):
+    "Bar chart of the measured sparsity of each pruned layer"
+    return plot_sparsity(self.sparsity_report(), ax=ax)
+
+# %% ../nbs/05_callback.ipynb #bf4df271
+def recalibrate_bn(learn:Learner, # The learner whose model's BatchNorm statistics are re-estimated
+                   dl=None, # Batches to estimate them on (default: `learn.dls.train`)
+                  ):
+    "Re-estimate the running statistics of every BatchNorm of `learn.model` with its current weights, in place"
+    bns = [m for m in learn.model.modules() if isinstance(m, bn_types) and m.track_running_stats]
+    if not bns: return
+    moms = [m.momentum for m in bns]
+    for m in bns: m.reset_running_stats(); m.momentum = None  # None: a cumulative average over the pass
+    try:
+        with preserve_modes(learn.model), torch.no_grad():
+            learn.model.train()
+            for b in (dl or learn.dls.train): learn.model(*b[:learn.dls.n_inp])
+    finally:
+        for m,mo in zip(bns, moms): m.momentum = mo
 
 # %% ../nbs/05_callback.ipynb #bb789782
 @patch
@@ -282,17 +308,3 @@ def _save_ticket(self:SparsifyCallback):
     fn = self.save_tickets/f'ticket_{len(self.tickets):03d}_sparsity_{sp.sparsity():.1f}.pth'
     torch.save(dict(sparsity=sp.sparsity(), masks=sp.state_dict(), state_dict=sp.model.state_dict()), fn)
     self.tickets.append(fn)
-
-# %% ../nbs/05_callback.ipynb #f6d20dde
-@patch
-def sparsity_report(self:Learner, example_inputs:tuple|None=None)->'pd.DataFrame':
-    "Measured sparsity per layer and in total, compression ratio and FLOPs dense vs remaining (see `sparsity_report`)"
-    sp = getattr(self, 'sparsifier', None)
-    if example_inputs is None: example_inputs = getattr(sp, 'example_inputs', None)
-    if example_inputs is None: example_inputs = tuple(x[:1] for x in self.dls.valid.one_batch()[:self.dls.n_inp])
-    return sparsity_report(self.model, None if sp is None else sp.layers.attrgot('name'), example_inputs)
-
-@patch
-def plot_sparsity(self:Learner, ax=None):
-    "Bar chart of the measured sparsity of each pruned layer"
-    return plot_sparsity(self.sparsity_report(), ax=ax)

@@ -1,4 +1,4 @@
-"""Remove dead filters and channels for real, store weight sparsity compactly, N:M patterns, ONNX export, and what each of them saves
+"""Remove dead filters and channels for real, during or after training: a physically smaller, faster dense model with the same outputs
 
 Docs: https://fastprune.github.io/fastprune/compact.html.md"""
 
@@ -6,66 +6,22 @@ Docs: https://fastprune.github.io/fastprune/compact.html.md"""
 
 # %% ../nbs/10_compact.ipynb #90c28521
 from __future__ import annotations
-import copy, io, math, os, warnings
-from contextlib import contextmanager
-from pathlib import Path
-import numpy as np, pandas as pd
+import copy, math, warnings
+import pandas as pd
 import torch
 from torch import nn, Tensor
 from fastcore.basics import patch
 from fastai.learner import Learner
-import torch_pruning as tp
-from torch_pruning import ops
+from .core import *
 from .granularity import *
 from .sparsifier import *
-from .report import *
-from .callback import SparsifyCallback
 
 # %% auto #0
-__all__ = ['live_inputs', 'compact_plan', 'compact', 'save_sparse', 'load_sparse', 'file_size', 'to_semi_structured',
-           'export_onnx', 'model_stats', 'compare_models']
-
-# %% ../nbs/10_compact.ipynb #f93fefb6
-_BN,_Conv = nn.modules.batchnorm._BatchNorm,nn.modules.conv._ConvNd
-_prunable = (_Conv, nn.Linear)
-
-def _as_inputs(x)->tuple:
-    if isinstance(x, Tensor): return (x,)
-    if isinstance(x, (tuple, list)) and x and all(isinstance(o, Tensor) for o in x): return tuple(x)
-    raise TypeError(f'example_inputs must be a tensor or a tuple of tensors (a batch the model takes), got {type(x).__name__}: {x!r:.80}')
-
-def _flat(o)->list:
-    "The tensors of a model output (a tensor, or tuples, lists and dicts of them)"
-    if isinstance(o, Tensor): return [o]
-    if isinstance(o, dict): o = list(o.values())
-    return [t for x in o for t in _flat(x)] if isinstance(o, (list, tuple)) else []
-
-@contextmanager
-def _naming(model:nn.Module, what:str):
-    "Re-raise an error inside `model`'s forward as a `ValueError` that names the innermost layer running"
-    stack,hs = [],[]
-    def leave(m, i, o):
-        if stack: stack.pop()  # returns None: the output stays as it is
-    for n,m in model.named_modules():
-        if not n: continue
-        hs.append(m.register_forward_pre_hook(lambda m,i,n=n: stack.append(n) and None))
-        hs.append(m.register_forward_hook(leave))
-    try: yield
-    except Exception as e:
-        where = f'layer {stack[-1]!r} ({type(model.get_submodule(stack[-1])).__name__})' if stack else f'the forward of {type(model).__name__} itself'
-        raise ValueError(f'{what}: {where} failed with {type(e).__name__}: {e}') from e
-    finally:
-        for h in hs: h.remove()
-
-def _run(model:nn.Module, inputs:tuple):
-    "`model(*inputs)` in eval mode without grad; an error names the layer that raised it"
-    was = model.training
-    try:
-        model.eval()
-        with _naming(model, 'example_inputs do not fit the model'), torch.no_grad(): return model(*inputs)
-    finally: model.train(was)
+__all__ = ['live_inputs', 'compact_plan', 'compact', 'learner_inputs']
 
 # %% ../nbs/10_compact.ipynb #31b748fb
+_Conv = nn.modules.conv._ConvNd
+
 def _bn_affine(bn:nn.Module)->tuple:
     "Per-channel `(scale, shift)` of BatchNorm `bn` in eval mode: `y = x*scale + shift`"
     g = bn.weight if bn.weight is not None else torch.ones(bn.num_features, dtype=torch.float64, device=getattr(bn.running_mean, 'device', None))
@@ -86,12 +42,12 @@ def _support_hooks(m:nn.Module, rec)->list:
     hs = []
     for n,mod in m.named_modules():
         own = any(True for _ in mod.parameters(recurse=False)) or any(True for _ in mod.buffers(recurse=False))
-        if isinstance(mod, _prunable):
+        if isinstance(mod, prunable_types):
             w = (mod.weight != 0).double()
             mod.weight.copy_(w/max(1, w[0].numel()))  # same support, values kept finite through deep stacks
             if mod.bias is not None: mod.bias.copy_((mod.bias != 0).double())
             hs.append(mod.register_forward_pre_hook(rec(n, isinstance(mod, nn.Linear))))
-        elif isinstance(mod, _BN):
+        elif isinstance(mod, bn_types):
             s,t = ((v != 0).double() for v in _bn_affine(mod))
             hs.append(mod.register_forward_hook(lambda mod,i,o,s=s,t=t: i[0]*s.view(1,-1,*[1]*(i[0].ndim-2)) + t.view(1,-1,*[1]*(i[0].ndim-2))))
         elif isinstance(mod, _passthrough): hs.append(mod.register_forward_hook(lambda mod,i,o: o.abs() if isinstance(o, Tensor) and o.is_floating_point() else o))
@@ -111,14 +67,12 @@ def live_inputs(model:nn.Module, # The model, masked or not
         return hook
     with torch.no_grad():
         hs = _support_hooks(m, rec)
-        try: m(*(torch.ones_like(x, dtype=torch.float64) if x.is_floating_point() else x for x in _as_inputs(example_inputs)))
+        try: m(*(torch.ones_like(x, dtype=torch.float64) if x.is_floating_point() else x for x in as_inputs(example_inputs)))
         finally:
             for h in hs: h.remove()
     return live
 
 # %% ../nbs/10_compact.ipynb #21e3a1af
-_ok_types = {ops.OPTYPE.CONV, ops.OPTYPE.DEPTHWISE_CONV, ops.OPTYPE.BN, ops.OPTYPE.LINEAR, ops.OPTYPE.ELEMENTWISE, ops.OPTYPE.RESHAPE, ops.OPTYPE.CONCAT, ops.OPTYPE.PRELU}
-
 def _used_inputs(mod:nn.Module)->Tensor:
     "Which input channels of conv/linear `mod` have a non-zero weight"
     w = mod.weight != 0
@@ -126,27 +80,28 @@ def _used_inputs(mod:nn.Module)->Tensor:
 
 def _dead_out(mod:nn.Module)->Tensor|None:
     "Which output channels of `mod` its own parameters force to zero"
-    if isinstance(mod, _BN): return None if mod.weight is None else (mod.weight == 0) & (mod.bias == 0)
-    if not isinstance(mod, _prunable): return None
+    if isinstance(mod, bn_types): return None if mod.weight is None else (mod.weight == 0) & (mod.bias == 0)
+    if not isinstance(mod, prunable_types): return None
     w = mod.weight.transpose(0, 1) if isinstance(mod, _Conv) and mod.transposed else mod.weight
     d = ~(w != 0).flatten(1).any(1)
     return d & (mod.bias == 0) if mod.bias is not None else d
 
 def _reads(DG, it)->bool:
     "Whether group item `it` removes input channels of a conv/linear layer (a layer that reads the group's channels)"
+    from torch_pruning import ops
     node = it.dep.target
     return node.type in (ops.OPTYPE.CONV, ops.OPTYPE.LINEAR) and it.dep.handler == DG.get_pruner_of_module(node.module).prune_in_channels
 
-def _check_round_to(r):
-    if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 1): raise ValueError(f'round_to must be a positive int (8 or 16 suit most hardware) or None, got {r!r}')
-    return r
+def _check_round_to(r): return check_number(r, 'round_to', 1, integer=True, none_ok=True)  # 8 or 16 suit most hardware
 
 # %% ../nbs/10_compact.ipynb #544db8a1
 def _why_not(DG, it, names)->str:
     "Why group item `it` stops its group from being cut, or ''"
+    from torch_pruning import ops
+    ok = {ops.OPTYPE.CONV, ops.OPTYPE.DEPTHWISE_CONV, ops.OPTYPE.BN, ops.OPTYPE.LINEAR, ops.OPTYPE.ELEMENTWISE, ops.OPTYPE.RESHAPE, ops.OPTYPE.CONCAT, ops.OPTYPE.PRELU}
     node,mod = it.dep.target,it.dep.target.module
     if node.type == ops.OPTYPE.OUTPUT or (not _reads(DG, it) and not node.outputs): return 'feeds the model output'
-    if node.type not in _ok_types: return f'coupled with {type(mod).__name__} {names.get(mod, "")!r}'.replace(" ''", '')
+    if node.type not in ok: return f'coupled with {type(mod).__name__} {names.get(mod, "")!r}'.replace(" ''", '')
     if isinstance(mod, _Conv) and 1 < mod.groups < mod.out_channels: return f'coupled with grouped conv {names[mod]!r}'
     return ''
 
@@ -155,7 +110,7 @@ def _plan_group(DG, group, live:dict, names:dict, round_to:int|None)->tuple:
     items = list(group)
     root = items[0].dep.target.module
     n = DG.get_out_channels(root)
-    layers = [names[it.dep.target.module] for it in items if isinstance(it.dep.target.module, _prunable) and not _reads(DG, it)]
+    layers = [names[it.dep.target.module] for it in items if isinstance(it.dep.target.module, prunable_types) and not _reads(DG, it)]
     cut,dead = torch.ones(n, dtype=torch.bool),torch.zeros(n, dtype=torch.bool)
     why,n_read = '',0
     for it in items:
@@ -184,19 +139,16 @@ def _plan_group(DG, group, live:dict, names:dict, round_to:int|None)->tuple:
 # %% ../nbs/10_compact.ipynb #d776e1d6
 def _graph(model:nn.Module, inputs:tuple):
     "Torch-Pruning's dependency graph of `model`; a failure or a layer it cannot see is named"
-    was = model.training
-    try:
-        with _naming(model, 'Torch-Pruning could not trace the model'), torch.enable_grad():
-            DG = tp.DependencyGraph().build_dependency(model, example_inputs=inputs, verbose=False)
-    finally: model.train(was)
-    return DG
+    import torch_pruning as tp
+    with preserve_modes(model), layer_errors(model, 'Torch-Pruning could not trace the model'), torch.enable_grad():
+        return tp.DependencyGraph().build_dependency(model, example_inputs=inputs, verbose=False)
 
 def _plan(model:nn.Module, inputs:tuple, round_to:int|None=None)->tuple:
     DG,live = _graph(model, inputs),live_inputs(model, inputs)
     names = {m:n for n,m in model.named_modules()}
-    lost = [n for n,m in model.named_modules() if isinstance(m, _prunable) and n in live and m not in DG.module2node]
+    lost = [n for n,m in model.named_modules() if isinstance(m, prunable_types) and n in live and m not in DG.module2node]
     if lost: raise ValueError(f'Torch-Pruning could not trace layer {lost[0]!r} ({type(model.get_submodule(lost[0])).__name__}): its output reaches the model output only through operations autograd cannot follow (detach, no_grad, numpy, in-place copies)')
-    plans = [_plan_group(DG, g, live, names, round_to) for g in DG.get_all_groups(root_module_types=_prunable)]
+    plans = [_plan_group(DG, g, live, names, round_to) for g in DG.get_all_groups(root_module_types=prunable_types)]
     return DG,plans
 
 def compact_plan(model:nn.Module, # The model, with dead filters or channels (e.g. pruned at 'filter' or 'channel' granularity)
@@ -204,7 +156,7 @@ def compact_plan(model:nn.Module, # The model, with dead filters or channels (e.
                  round_to:int|None=None, # Keep each group's channel count a multiple of this (8 or 16), keeping dead channels if needed
                 )->pd.DataFrame:
     "What `compact` would remove: one row per group of coupled channels, with the channels kept and why"
-    _, plans = _plan(model, _as_inputs(example_inputs), _check_round_to(round_to))
+    _, plans = _plan(model, as_inputs(example_inputs), _check_round_to(round_to))
     return pd.DataFrame([r for *_,r in plans])
 
 # %% ../nbs/10_compact.ipynb #fbd7dc09
@@ -216,22 +168,16 @@ def _transplant(src:nn.Module, dst:nn.Module):
         for k,v in vars(s).items():
             if not k.startswith('_') and k != 'training' and isinstance(v, (int, tuple, list)): d.__dict__[k] = v
 
-def _max_err(a, b)->float:
-    "Largest absolute difference between two model outputs, relative to the largest magnitude of `b`"
-    fa,fb = _flat(a),_flat(b)
-    if len(fa) != len(fb) or any(x.shape != y.shape for x,y in zip(fa, fb)): return math.inf
-    return max([((x.double()-y.double()).abs().max()/y.double().abs().max().clamp_min(1e-12)).item() for x,y in zip(fa, fb)] or [0.])
-
 def _check_same(model, new, inputs, rtol):
     g = torch.Generator().manual_seed(0)
     rnd = tuple(torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device) if x.is_floating_point() else x for x in inputs)
     for xs in (inputs, rnd):
-        err = _max_err(_run(new, xs), _run(model, xs))
+        err = rel_diff(run_eval(new, xs), run_eval(model, xs))
         if not err <= rtol: raise RuntimeError(f'the compacted model differs from the original by {err:.2e} (relative; rtol={rtol}): the model uses an operation the dead-channel analysis does not know (a subtraction or a channel-mixing op). Nothing was changed')
 
 def _structure(model:nn.Module)->tuple:
     "Share of zero weights in conv/linear layers, and whether any whole filter or input channel of them is zero"
-    mods = [m for m in model.modules() if isinstance(m, _prunable)]
+    mods = [m for m in model.modules() if isinstance(m, prunable_types)]
     nz = sum(int(torch.count_nonzero(m.weight)) for m in mods)
     n = sum(m.weight.numel() for m in mods)
     whole = any(bool((~_used_inputs(m)).any() or (~(m.weight != 0).flatten(1).any(1)).any()) for m in mods)
@@ -243,23 +189,22 @@ _unstructured = "compact removes whole filters and channels only: prune with gra
 def _compact(model, example_inputs, sparsifier=None, round_to=None, inplace=False, check=True, rtol=1e-4)->tuple:
     "`(compacted model, plan)`: see `compact`"
     if not isinstance(model, nn.Module): raise TypeError(f'model must be an nn.Module, got {type(model).__name__}')
-    inputs,round_to = _as_inputs(example_inputs),_check_round_to(round_to)
+    inputs,round_to = as_inputs(example_inputs),_check_round_to(round_to)
     if sparsifier is not None and sparsifier.granularity.name not in ('filter', 'channel'):
         raise ValueError(f'the masks have granularity {sparsifier.granularity.name!r}, which zeroes weights inside filters: {_unstructured}')
-    _run(model, inputs)
+    run_eval(model, inputs)
     new = copy.deepcopy(model)
     rg = {n:p.requires_grad for n,p in new.named_parameters()}
     DG,plans = _plan(new, inputs, round_to)
     if not any(idxs for _,idxs,_ in plans):
         zero,whole = _structure(model)
         if zero > 0 and not whole: raise ValueError(f'{zero:.1%} of the conv/linear weights are zero, but no whole filter or input channel is: {_unstructured}')
-    was = new.training
-    for root,idxs,row in plans:
-        if not idxs: continue
-        g = DG.get_pruning_group(root, DG.get_pruner_of_module(root).prune_out_channels, idxs)
-        if not DG.check_pruning_group(g): raise RuntimeError(f'Torch-Pruning refuses to cut {len(idxs)} channels of group {row["group"]!r}. Nothing was changed')
-        g.prune()
-    new.train(was)
+    with preserve_modes(new):
+        for root,idxs,row in plans:
+            if not idxs: continue
+            g = DG.get_pruning_group(root, DG.get_pruner_of_module(root).prune_out_channels, idxs)
+            if not DG.check_pruning_group(g): raise RuntimeError(f'Torch-Pruning refuses to cut {len(idxs)} channels of group {row["group"]!r}. Nothing was changed')
+            g.prune()
     for n,p in new.named_parameters(): p.requires_grad_(rg.get(n, True))
     if check: _check_same(model, new, inputs, rtol)
     if inplace: _transplant(new, model); new = model
@@ -277,18 +222,13 @@ def compact(model:nn.Module, # A model with dead filters or channels: pruned at 
     return _compact(model, example_inputs, sparsifier, round_to, inplace, check, rtol)[0]
 
 # %% ../nbs/10_compact.ipynb #15cdccb1
-def _learner_inputs(learn:Learner, example_inputs=None)->tuple:
-    if example_inputs is None: example_inputs = getattr(getattr(learn, 'sparsifier', None), 'example_inputs', None)
+def learner_inputs(learn:Learner, example_inputs=None)->tuple:
+    "A batch for tracing `learn.model`, on its device: `example_inputs`, else the sparsifier's, else two items of the validation set"
+    sp = getattr(learn, 'sparsifier', None)
+    if example_inputs is None and sp is not None: example_inputs = sp.example_inputs
     if example_inputs is None: example_inputs = tuple(x[:2] for x in learn.dls.valid.one_batch()[:learn.dls.n_inp])
     dev = next(learn.model.parameters()).device
-    return tuple(x.to(dev) for x in _as_inputs(example_inputs))
-
-def _rebuild(sp:Sparsifier, model:nn.Module, inputs:tuple)->Sparsifier:
-    "A new `Sparsifier` with `sp`'s settings over `model`, adopting its zero groups as masks"
-    res = Sparsifier(model, sp.granularity, sp.context, sp.criteria, layer_type=sp.layer_type, layers=sp.include or None, exclude=sp.exclude or None,
-                     normalize=sp.normalize, allow_empty=sp.allow_empty, mask_bn=sp.mask_bn, seed=sp.seed, example_inputs=inputs)
-    res.example_inputs = inputs
-    return res
+    return tuple(x.to(dev) for x in as_inputs(example_inputs))
 
 @patch
 def compact(self:Learner,
@@ -297,141 +237,10 @@ def compact(self:Learner,
             check:bool=True, # Check that the outputs are unchanged in eval mode
            )->pd.DataFrame:
     "Compact `self.model` in place (see `compact`), rebuild the optimizer and the sparsifier over it, and return the plan"
-    sp,xs = getattr(self, 'sparsifier', None),_learner_inputs(self, example_inputs)
+    sp,xs = getattr(self, 'sparsifier', None),learner_inputs(self, example_inputs)
     _,plan = _compact(self.model, xs, sp, round_to, inplace=True, check=check)
     frozen = getattr(self.opt, 'frozen_idx', 0) if self.opt is not None else 0
     self.create_opt()
     if frozen: self.opt.freeze_to(frozen)
-    if sp is not None:
-        self.sparsifier = _rebuild(sp, self.model, xs)
-        for cb in self.cbs:
-            if isinstance(cb, SparsifyCallback): cb._sparsifier = self.sparsifier
+    if sp is not None: sp.rebind(self.model, xs)  # the same sparsifier, which its callback holds too, over the new parameters
     return plan
-
-# %% ../nbs/10_compact.ipynb #0ce876c0
-_FORMAT = 'fastprune.sparse'
-
-def _bits(m:Tensor)->Tensor: return torch.from_numpy(np.packbits(m.numpy()))
-def _unbits(b:Tensor, n:int)->Tensor: return torch.from_numpy(np.unpackbits(b.numpy(), count=n).astype(bool))
-
-def _pack(t:Tensor)->dict:
-    "A tensor as a bitmask of its non-zeros, their values and the signs of its zeros; or as itself when that is no smaller"
-    t = t.detach().cpu().contiguous()
-    if not t.is_floating_point() or t.numel() == 0: return dict(dense=t)
-    flat = t.reshape(-1)
-    nz = flat != 0  # NaN counts as a value
-    neg = torch.signbit(flat[~nz])  # masking by multiplication leaves -0.0 where a weight was negative
-    n,k,es = flat.numel(),int(nz.sum()),t.element_size()
-    if math.ceil(n/8) + (math.ceil((n-k)/8) if neg.any() else 0) + k*es >= n*es: return dict(dense=t)
-    res = dict(shape=list(t.shape), dtype=str(t.dtype).removeprefix('torch.'), bits=_bits(nz), values=flat[nz].clone())
-    if neg.any(): res['neg_zeros'] = _bits(neg)
-    return res
-
-def _unpack(d:dict)->Tensor:
-    if 'dense' in d: return d['dense']
-    n = math.prod(d['shape'])
-    nz = _unbits(d['bits'], n)
-    res = torch.zeros(n, dtype=getattr(torch, d['dtype']))
-    res[nz] = d['values']
-    if 'neg_zeros' in d: res[(~nz).nonzero().flatten()[_unbits(d['neg_zeros'], n - int(nz.sum()))]] = -0.
-    return res.view(d['shape'])
-
-def _state(obj)->dict:
-    if isinstance(obj, nn.Module): return obj.state_dict()
-    if isinstance(obj, dict) and all(isinstance(v, Tensor) for v in obj.values()): return obj
-    raise TypeError(f'save_sparse needs a model or a state dict of tensors, got {type(obj).__name__}')
-
-# %% ../nbs/10_compact.ipynb #46098d62
-def save_sparse(obj, # A model or its `state_dict`
-                path, # File name (or a binary file object)
-               )->int:
-    "Save `obj`'s tensors as bitmask + non-zero values (dense where that is smaller); returns the size in bytes"
-    sd = _state(obj)
-    payload = dict(format=_FORMAT, version=1, tensors={k:_pack(v) for k,v in sd.items()})
-    if isinstance(path, (str, os.PathLike)):
-        torch.save(payload, path)
-        return os.path.getsize(path)
-    start = path.tell()
-    torch.save(payload, path)
-    return path.tell() - start
-
-def load_sparse(path, # File name (or a binary file object) written by `save_sparse`
-                model:nn.Module|None=None, # Load the weights into this model (strictly) and return it
-                map_location=None, # Where the tensors go, as in `torch.load`
-               ):
-    "The dense state dict saved by `save_sparse` (or `model` with it loaded)"
-    payload = torch.load(path, map_location='cpu', weights_only=True)
-    if not isinstance(payload, dict) or payload.get('format') != _FORMAT: raise ValueError(f'{path!r} was not written by save_sparse')
-    sd = {k:_unpack(v) for k,v in payload['tensors'].items()}
-    if map_location is not None: sd = {k:v.to(map_location) for k,v in sd.items()}
-    if model is None: return sd
-    model.load_state_dict(sd)
-    return model
-
-def file_size(obj)->int:
-    "Bytes of `torch.save(obj.state_dict())` (or of a state dict)"
-    buf = io.BytesIO()
-    torch.save(_state(obj), buf)
-    return buf.tell()
-
-# %% ../nbs/10_compact.ipynb #a5dc273d
-def to_semi_structured(model:nn.Module, # A model on CUDA in float16/bfloat16, whose Linear layers were pruned at '2:4'
-                       layers:list|None=None, # Names of the Linear layers to convert (default: every Linear with a 2:4 pattern)
-                      )->nn.Module:
-    "Swap 2:4-sparse `Linear` weights for `torch.sparse.to_sparse_semi_structured` tensors, in place (inference only)"
-    from torch.sparse import to_sparse_semi_structured
-    g = get_granularity('2:4')
-    cands = {n:m for n,m in model.named_modules() if isinstance(m, nn.Linear)}
-    names = [n for n,m in cands.items() if g.satisfied(m.weight)] if layers is None else list(layers)
-    for n in names:
-        m = cands.get(n)
-        if m is None: raise ValueError(f'no Linear layer {n!r}: the Linear layers are {sorted(cands)}')
-        if not g.satisfied(m.weight): raise ValueError(f'layer {n!r} does not have a 2:4 pattern: prune it with granularity="2:4"')
-        if m.weight.device.type != 'cuda': raise ValueError(f'layer {n!r} is on {m.weight.device}: semi-structured sparse tensors need CUDA')
-        try: m.weight = nn.Parameter(to_sparse_semi_structured(m.weight.detach()), requires_grad=False)
-        except Exception as e: raise ValueError(f'layer {n!r} {tuple(m.weight.shape)} {m.weight.dtype}: {e}') from e
-    return model
-
-# %% ../nbs/10_compact.ipynb #9b0c44bf
-def export_onnx(model:nn.Module, # The model to export (a compacted one, typically)
-                example_inputs, # A batch it takes
-                path, # The .onnx file to write
-                check:bool=True, # Run the file in onnxruntime and compare with PyTorch (needs `onnxruntime`)
-                rtol:float=1e-4, # Largest difference allowed by the check, relative to the largest output
-                opset:int=17, # ONNX opset version
-                dynamo:bool=False, # Use torch's `torch.export`-based exporter instead of the TorchScript one
-               )->Path:
-    "Export `model` to ONNX with a dynamic batch size, checked against onnxruntime"
-    inputs,path = _as_inputs(example_inputs),Path(path)
-    names = [f'input{i}' for i in range(len(inputs))]
-    was = model.training
-    try:
-        model.eval()
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter('ignore', DeprecationWarning)
-            kw = dict(dynamic_shapes=tuple({0: torch.export.Dim('batch')} for _ in inputs)) if dynamo else dict(dynamic_axes={n: {0: 'batch'} for n in names + ['output']})
-            torch.onnx.export(model, inputs, str(path), input_names=names, output_names=['output'], opset_version=opset, dynamo=dynamo, **kw)
-        if check:
-            try: import onnxruntime as ort
-            except ImportError as e: raise ImportError('checking the export needs onnxruntime: pip install onnxruntime, or pass check=False') from e
-            sess = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
-            got = sess.run(None, {n: x.detach().cpu().numpy() for n,x in zip(names, inputs)})
-            err = _max_err([torch.from_numpy(o) for o in got], [t.cpu() for t in _flat(_run(model, inputs))])
-            if not err <= rtol: raise RuntimeError(f'onnxruntime differs from PyTorch by {err:.2e} (relative; rtol={rtol}) on {path}')
-    finally: model.train(was)
-    return path
-
-# %% ../nbs/10_compact.ipynb #58554668
-def model_stats(model:nn.Module, example_inputs)->dict:
-    "Parameters (all and non-zero), FLOPs (executed and of the non-zero weights) and file sizes (dense and `save_sparse`) of `model`"
-    rep = sparsity_report(model, None, _as_inputs(example_inputs)).iloc[-1]
-    with torch.no_grad(): params,nz = sum(p.numel() for p in model.parameters()),sum(int(torch.count_nonzero(p)) for p in model.parameters())
-    return dict(params=params, nonzero=nz, flops=int(rep.flops), flops_nonzero=int(rep.flops_left), file=file_size(model), sparse_file=save_sparse(model, io.BytesIO()))
-
-def compare_models(example_inputs, # A batch the models take (FLOPs are counted for this batch)
-                   **models, # name=model: the dense, masked, compacted... versions of one network
-                  )->pd.DataFrame:
-    "`model_stats` of each model, one row each, and the ratios of the first model's FLOPs and file size to each one's (dense file and `save_sparse` file)"
-    df = pd.DataFrame({k: model_stats(m, example_inputs) for k,m in models.items()}).T
-    df['flop_ratio'],df['file_ratio'],df['sparse_ratio'] = df.flops.iloc[0]/df.flops,df.file.iloc[0]/df.file,df.file.iloc[0]/df.sparse_file
-    return df

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastcore.basics import store_attr
 import torch
 from torch import Tensor
+from .core import *
 
 # %% auto #0
 __all__ = ['criteria', 'Criterion', 'register_criterion', 'get_criterion']
@@ -31,21 +32,15 @@ class Criterion:
     def __reduce__(self): return (get_criterion, (self.name,)) if criteria.get(self.name) is self else super().__reduce__()
 
 # %% ../nbs/01_criteria.ipynb #0d3dc63a
-criteria = {}
+criteria = Registry('criterion', Criterion, arg='criteria')
 
 def register_criterion(c:Criterion, overwrite:bool=False)->Criterion:
     "Add `c` to the registry under `c.name`"
-    if not isinstance(c, Criterion): raise TypeError(f'register_criterion expects a Criterion, got {type(c).__name__}')
-    if c.name in criteria and not overwrite: raise ValueError(f'criterion {c.name!r} is already registered: pass overwrite=True to replace it')
-    criteria[c.name] = c
-    return c
+    return criteria.register(c, overwrite=overwrite)
 
 def get_criterion(c:str|Criterion)->Criterion:
     "The `Criterion` named `c` (or `c` itself)"
-    if isinstance(c, Criterion): return c
-    if not isinstance(c, str): raise TypeError(f'criteria must be a name or a Criterion, got {type(c).__name__}: {c!r}')
-    if c not in criteria: raise ValueError(f'unknown criterion {c!r}: choose one of {sorted(criteria)}')
-    return criteria[c]
+    return criteria.lookup(c)
 
 # %% ../nbs/01_criteria.ipynb #140f8e88
 def _large_final(w, **kw): return w.detach().abs()

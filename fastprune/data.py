@@ -24,6 +24,7 @@ from fastai.vision.core import imagenet_stats
 from fastai.vision.data import ImageBlock
 from fastai.vision.augment import Resize
 from fastai.losses import CrossEntropyLossFlat
+from .core import *
 
 # %% auto #0
 __all__ = ['caltech_exclude', 'svhn_vocab', 'fashion_vocab', 'digit_vocab', 'datasets', 'DataNotFoundError', 'data_root',
@@ -275,21 +276,15 @@ class DataSource:
         return self.tiny(Path(root), list(classes or self.classes), n_train, n_valid, np.random.default_rng(seed))
 
 # %% ../nbs/07_data.ipynb #aa454f07
-datasets = {}
+datasets = Registry('data set', DataSource)
 
 def register_dataset(s:DataSource, overwrite:bool=False)->DataSource:
     "Add `s` to the registry under `s.name`"
-    if not isinstance(s, DataSource): raise TypeError(f'register_dataset expects a DataSource, got {type(s).__name__}')
-    if s.name in datasets and not overwrite: raise ValueError(f'data set {s.name!r} is already registered: pass overwrite=True to replace it')
-    datasets[s.name] = s
-    return s
+    return datasets.register(s, overwrite=overwrite)
 
 def get_dataset(s:str|DataSource)->DataSource:
     "The `DataSource` named `s` (or `s` itself)"
-    if isinstance(s, DataSource): return s
-    if not isinstance(s, str): raise TypeError(f'data set must be a name or a DataSource, got {type(s).__name__}: {s!r}')
-    if s not in datasets: raise ValueError(f'unknown data set {s!r}: choose one of {sorted(datasets)}')
-    return datasets[s]
+    return datasets.lookup(s)
 
 # %% ../nbs/07_data.ipynb #dc124875
 def _fashion_root()->Path:
@@ -342,11 +337,6 @@ class ResizeRGB(DisplayedTransform):
         return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 # %% ../nbs/07_data.ipynb #31fdccf8
-def _int(v, name, low=1, none_ok=True):
-    if v is None and none_ok: return v
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low: raise ValueError(f'{name} must be an int >= {low}{" or None" if none_ok else ""}, got {v!r}')
-    return int(v)
-
 def _check_stats(stats):
     try: m,s = (np.asarray(o, dtype=float).reshape(-1) for o in stats)
     except Exception: raise ValueError(f'stats must be (mean, std) with 3 values each, like imagenet_stats {imagenet_stats}, got {stats!r}') from None
@@ -390,12 +380,11 @@ def get_dls(name:str|DataSource, # A registered data set (see `datasets`) or a `
            )->DataLoaders:
     "fastai `DataLoaders` of data set `name`: resized, 3-channel, normalised, with a seeded split and optional subsets"
     src = get_dataset(name)
-    size,bs,num_workers = _int(size, 'size', none_ok=False),_int(bs, 'bs', none_ok=False),_int(num_workers, 'num_workers', 0, none_ok=False)
-    n_per_class,n,n_valid = _int(n_per_class, 'n_per_class'),_int(n, 'n'),_int(n_valid, 'n_valid')
+    size,bs,num_workers = (check_number(v, k, low, integer=True) for v,k,low in ((size, 'size', 1), (bs, 'bs', 1), (num_workers, 'num_workers', 0)))
+    n_per_class,n,n_valid = (check_number(v, k, 1, integer=True, none_ok=True) for v,k in ((n_per_class, 'n_per_class'), (n, 'n'), (n_valid, 'n_valid')))
     if n_per_class is not None and n is not None: raise ValueError(f'pass n_per_class or n, not both (got n_per_class={n_per_class}, n={n})')
-    if isinstance(valid_pct, bool) or not isinstance(valid_pct, (int, float)) or not 0 < valid_pct < 1: raise ValueError(f'valid_pct must be in (0, 1), got {valid_pct!r}')
-    if method not in _methods: raise ValueError(f'unknown method {method!r}: choose one of {sorted(_methods)}')
-    seed,stats = _int(seed, 'seed', 0, none_ok=False),_check_stats(stats)
+    valid_pct = check_number(valid_pct, 'valid_pct', 0, 1, open_low=True, open_high=True)
+    method,seed,stats = check_choice(method, 'method', _methods),check_number(seed, 'seed', 0, integer=True),_check_stats(stats)
     tr,va,vocab = src.load(root, download)
     official = va is not None
     if not official:

@@ -10,6 +10,7 @@ import re
 from fastcore.basics import store_attr
 import torch
 from torch import nn, Tensor
+from .core import *
 
 # %% auto #0
 __all__ = ['granularities', 'Granularity', 'register_granularity', 'get_granularity', 'NMGranularity', 'plot_mask']
@@ -53,23 +54,16 @@ class Granularity:
     def __reduce__(self): return (get_granularity, (self.name,)) if granularities.get(self.name) is self else super().__reduce__()
 
 # %% ../nbs/00_granularity.ipynb #e467f65c
-granularities = {}
+granularities = Registry('granularity', Granularity, hint=", or 'N:M' with 0 < N < M")
 
 def register_granularity(g:Granularity, overwrite:bool=False)->Granularity:
     "Add `g` to the registry under `g.name`"
-    if not isinstance(g, Granularity): raise TypeError(f'register_granularity expects a Granularity, got {type(g).__name__}')
-    if g.name in granularities and not overwrite: raise ValueError(f'granularity {g.name!r} is already registered: pass overwrite=True to replace it')
-    granularities[g.name] = g
-    return g
+    return granularities.register(g, overwrite=overwrite)
 
 def get_granularity(g:str|Granularity)->Granularity:
-    "The `Granularity` named `g` (or `g` itself)"
-    if isinstance(g, Granularity): return g
-    if not isinstance(g, str): raise TypeError(f'granularity must be a name or a Granularity, got {type(g).__name__}: {g!r}')
-    if g in granularities: return granularities[g]
-    nm = re.fullmatch(r'(\d+):(\d+)', g)
-    if nm is None: raise ValueError(f"unknown granularity {g!r}: choose one of {sorted(granularities)}, or 'N:M' with 0 < N < M")
-    return register_granularity(NMGranularity(*map(int, nm.groups())))
+    "The `Granularity` named `g` (or `g` itself); any `'N:M'` string gives its N:M granularity"
+    nm = re.fullmatch(r'(\d+):(\d+)', g) if isinstance(g, str) and g not in granularities else None
+    return granularities.lookup(g) if nm is None else NMGranularity(*map(int, nm.groups()))
 
 # %% ../nbs/00_granularity.ipynb #f209a016
 def _none(nd): return ()
@@ -109,6 +103,8 @@ class NMGranularity(Granularity):
     def satisfied(self, w:Tensor)->bool:
         "Whether every block of M consecutive input weights of `w` has at most N non-zeros"
         return w.ndim >= 2 and w.shape[1] % self.m == 0 and int((self._blocks(w) != 0).sum(1).max()) <= self.n
+    def __eq__(self, o): return isinstance(o, NMGranularity) and (o.n, o.m) == (self.n, self.m)
+    def __hash__(self): return hash((self.n, self.m))
 
 register_granularity(NMGranularity(2, 4));
 

@@ -23,10 +23,12 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 import torch, torchvision, timm
 from torch import nn
+from .core import *
 
 # %% auto #0
 __all__ = ['arch_cfgs', 'register_arch', 'get_arch_cfg', 'read_state_dict', 'LoadReport', 'load_weights', 'MissingWeightsError',
-           'torchvision_checkpoint', 'WeightsInfo', 'create_learner', 'vgg16_learner', 'mobilenet_learner']
+           'torchvision_checkpoint', 'WeightsInfo', 'create_learner', 'vgg16_learner', 'mobilenet_learner',
+           'check_weights']
 
 # %% ../nbs/06_learner.ipynb #48da8f84
 def _features(m:nn.Module)->nn.Module:
@@ -38,22 +40,22 @@ def _own_classifier(m:nn.Module, n_out:int)->nn.Module:
     pool = ifnone(getattr(m, 'avgpool', None), nn.AdaptiveAvgPool2d(1))  # MobileNetV2 pools in `forward`, VGG has a module
     return nn.Sequential(pool, nn.Flatten(), *m.classifier[:-1], nn.Linear(m.classifier[-1].in_features, n_out))
 
+_libraries = ('torchvision', 'timm')
 _tv = dict(library='torchvision', weights='IMAGENET1K_V1', cut=_features, native_head=_own_classifier, stats=imagenet_stats)
-arch_cfgs = {
-    'vgg16':        dict(_tv, model='vgg16'),
-    'vgg16_bn':     dict(_tv, model='vgg16_bn'),
-    'mobilenet_v2': dict(_tv, model='mobilenet_v2'),
-    'mobilenet_v1': dict(library='timm', model='mobilenetv1_100.ra4_e3600_r224_in1k'),
-}
+arch_cfgs = Registry('arch', dict, desc='an architecture config', hint=' or a timm model name from timm.list_models()')
 
 def register_arch(name:str, # The name `create_learner` will know it by
                   library:str, # 'torchvision' or 'timm'
                   model:str, # The library's model name
+                  overwrite:bool=False, # Replace an architecture registered under `name`
                   **cfg # weights, cut, native_head, stats: see `arch_cfgs`
-                 ):
-    "Add (or replace) an architecture in `arch_cfgs`"
-    if library not in _builders: raise ValueError(f'unknown library {library!r}: choose one of {sorted(_builders)}')
-    arch_cfgs[name] = dict(_tv if library == 'torchvision' else {}, library=library, model=model, **cfg)
+                 )->dict:
+    "Add an architecture to `arch_cfgs`"
+    check_choice(library, 'library', _libraries)
+    return arch_cfgs.register(dict(_tv if library == 'torchvision' else {}, library=library, model=model, **cfg), name, overwrite=overwrite)
+
+for _n,_l,_m in [('vgg16', 'torchvision', 'vgg16'), ('vgg16_bn', 'torchvision', 'vgg16_bn'), ('mobilenet_v2', 'torchvision', 'mobilenet_v2'),
+                 ('mobilenet_v1', 'timm', 'mobilenetv1_100.ra4_e3600_r224_in1k')]: register_arch(_n, _l, _m)
 
 # %% ../nbs/06_learner.ipynb #0d5eee0d
 def get_arch_cfg(arch:str)->dict:
@@ -62,15 +64,12 @@ def get_arch_cfg(arch:str)->dict:
     if arch in arch_cfgs: return dict(arch_cfgs[arch], name=arch)
     if timm.is_model(arch): return dict(library='timm', model=arch, name=arch)
     close = difflib.get_close_matches(arch, list(arch_cfgs) + timm.list_models(), n=3)
-    hint = f' (closest: {", ".join(close)})' if close else ''
-    raise ValueError(f'unknown arch {arch!r}: choose one of {sorted(arch_cfgs)} or a timm model name from timm.list_models(){hint}')
+    raise ValueError(f'{arch_cfgs.unknown(arch)}' + (f' (closest: {", ".join(close)})' if close else ''))
 
 # %% ../nbs/06_learner.ipynb #a24ae06d
 _suffixes = ('.pth', '.pt', '.bin', '.ckpt', '.safetensors', '.tar')
 
 def _is_file(w)->bool: return isinstance(w, Path) or (isinstance(w, str) and (os.sep in w or w.endswith(_suffixes) or Path(w).is_file()))
-
-def _short(ks, n=5)->str: return ', '.join(ks[:n]) + (f', ... ({len(ks)-n} more)' if len(ks) > n else '')
 
 def read_state_dict(file:str|Path)->dict:
     "The state dict in `file` (`torch.save` or safetensors), unwrapped from a checkpoint's 'state_dict' or 'model' entry"
@@ -100,9 +99,9 @@ def load_weights(model:nn.Module, # The library's model, whose state-dict keys t
     kept = {id(t) for t in ifnone(used, model).state_dict(keep_vars=True).values()}  # the same tensors: they are shared
     keys = [k for k,t in own.items() if id(t) in kept]
     found = [k for k in keys if k in sd]
-    if not found: raise ValueError(f'{file} shares no key with the model: the file has {_short(list(sd), 3)}; the model expects {_short(keys, 3)}')
+    if not found: raise ValueError(f'{file} shares no key with the model: the file has {listing(sd, 3)}; the model expects {listing(keys, 3)}')
     bad = [f'{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}' for k in found if sd[k].shape != own[k].shape]
-    if bad: raise ValueError(f'{len(bad)} tensor(s) of {file} do not fit the model (a different architecture, `n_in` or width?): {_short(bad)}')
+    if bad: raise ValueError(f'{len(bad)} tensor(s) of {file} do not fit the model (a different architecture, `n_in` or width?): {listing(bad, 5)}')
     with torch.no_grad():
         for k in found: own[k].copy_(sd[k])
     drop = lambda k: any(k == p or k.startswith(p + '.') for p in ignore)
@@ -110,8 +109,8 @@ def load_weights(model:nn.Module, # The library's model, whose state-dict keys t
     ignored = [k for k in sd if (k in own and id(own[k]) not in kept) or (k not in own and drop(k))]
     unexpected = [k for k in sd if k not in own and not drop(k)]
     if missing or unexpected:
-        warnings.warn(f'{file}: {len(missing)} key(s) of the model missing from the file, left as initialised: [{_short(missing)}]; '
-                      f'{len(unexpected)} key(s) of the file unknown to the model, not loaded: [{_short(unexpected)}]')
+        warnings.warn(f'{file}: {len(missing)} key(s) of the model missing from the file, left as initialised: [{listing(missing, 5)}]; '
+                      f'{len(unexpected)} key(s) of the file unknown to the model, not loaded: [{listing(unexpected, 5)}]')
     return LoadReport(*map(tuple, (found, missing, unexpected, ignored)))
 
 # %% ../nbs/06_learner.ipynb #ab5cf588
@@ -284,3 +283,25 @@ def mobilenet_learner(dls:DataLoaders, # The data
     "`create_learner` for MobileNet"
     if version not in _mobilenets: raise ValueError(f'unknown MobileNet version {version!r}: choose one of {sorted(_mobilenets)}')
     return create_learner(dls, _mobilenets[version], pretrained=pretrained, **kwargs)
+
+# %% ../nbs/06_learner.ipynb #32553259
+def check_weights(arch:str, # A name of `arch_cfgs` or a timm model
+                  weights=None, # A weights file, or a weights name/tag of the library (default: the registry's)
+                 )->str:
+    "Where the pretrained weights of `arch` are, downloading them now if they are missing and the library can; else `MissingWeightsError`"
+    cfg = get_arch_cfg(arch)
+    if weights is not None and _is_file(weights):
+        f = Path(weights).expanduser()
+        if not f.is_file(): raise MissingWeightsError(f'no weights file at {f} (the weights given for {arch!r})')
+        return str(f)
+    if cfg['library'] == 'torchvision':
+        w = _torchvision_weights(cfg, weights)
+        f = torchvision_checkpoint(w)
+        if not f.is_file():
+            try: torch.hub.load_state_dict_from_url(w.url, progress=False, check_hash=True)
+            except OSError as e: raise _torchvision_missing(w, e) from e
+        return str(f)
+    name = cfg['model'] if weights is None else f"{cfg['model'].split('.')[0]}.{weights}"
+    try: timm.create_model(name, pretrained=True, num_classes=0)
+    except OSError as e: raise _timm_missing(name, e) from e
+    return name

@@ -11,20 +11,15 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+from .core import *
 
 # %% auto #0
 __all__ = ['module_flops', 'sparsity_report', 'report_summary', 'plot_sparsity']
 
 # %% ../nbs/04_report.ipynb #35ad177d
-_prunable = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-
 def module_flops(model:nn.Module, *inputs)->tuple[dict, int]:
     "FLOPs of each named module (its own and its children's) for one forward pass, and the total"
-    was = model.training
-    try:
-        model.eval()
-        with FlopCounterMode(display=False) as fc, torch.no_grad(): model(*inputs)
-    finally: model.train(was)
+    with eval_mode(model), FlopCounterMode(display=False) as fc, torch.no_grad(): model(*inputs)
     pre = type(model).__name__ + '.'
     d = {k[len(pre):]: sum(v.values()) for k,v in fc.get_flop_counts().items() if k.startswith(pre)}
     return d, fc.get_total_flops()
@@ -35,7 +30,7 @@ def sparsity_report(model:nn.Module, # The model to measure
                     example_inputs:tuple|None=None, # Inputs for the FLOP count (batch of one is enough); no FLOPs without them
                    )->pd.DataFrame:
     "One row per conv/linear layer (name, type, shape, parameters, non-zero, sparsity, FLOPs), then totals for the selected layers and the whole model"
-    mods = [(n,m) for n,m in model.named_modules() if isinstance(m, _prunable)]
+    mods = [(n,m) for n,m in model.named_modules() if isinstance(m, prunable_types)]
     sel = set(selected) if selected is not None else {n for n,_ in mods}
     fl,total_fl = module_flops(model, *example_inputs) if example_inputs is not None else ({}, None)
     rows = []

@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from fastcore.basics import store_attr
 from fastai.callback.schedule import sched_lin, sched_cos
+from .core import *
 
 # %% auto #0
 __all__ = ['sched_iterative', 'sched_one_cycle', 'schedules', 'sched_one_shot', 'sched_agp', 'sched_dsd', 'Iterative', 'OneCycle',
-           'get_schedule', 'plot_schedules']
+           'register_schedule', 'get_schedule', 'snap_to_grid', 'plot_schedules']
 
 # %% ../nbs/02_schedules.ipynb #15d17a10
 def sched_one_shot(start, end, pos):
@@ -38,7 +39,7 @@ class Iterative:
 
 class OneCycle:
     "One-Cycle Pruning (Hubens et al. 2021): a logistic ramp with steepness `alpha` and offset `beta`"
-    def __init__(self, alpha:float=14., beta:float=5.): store_attr()
+    def __init__(self, alpha:float=14., beta:float=5.): self.alpha,self.beta = check_number(alpha, 'alpha', 0, open_low=True),check_number(beta, 'beta')
     def __call__(self, start, end, pos):
         a,b = self.alpha,self.beta
         return start + (end-start)*(1+math.exp(-a+b))/(1+math.exp(-a*pos+b))
@@ -47,16 +48,34 @@ class OneCycle:
 sched_iterative,sched_one_cycle = Iterative(),OneCycle()
 
 # %% ../nbs/02_schedules.ipynb #4c3648ea
-schedules = dict(one_shot=sched_one_shot, iterative=sched_iterative, agp=sched_agp, one_cycle=sched_one_cycle,
-                 linear=sched_lin, cos=sched_cos, dsd=sched_dsd)
+schedules = Registry('schedule', desc='a function f(start, end, pos)', hint=' or pass a function f(start, end, pos)')
+
+def register_schedule(name:str, # The name users will pass
+                      f, # A function f(start, end, pos)
+                      overwrite:bool=False, # Replace a schedule registered under `name`
+                     ):
+    "Add schedule `f` to the registry under `name`"
+    return schedules.register(f, name, overwrite=overwrite)
 
 def get_schedule(s)->callable:
     "The schedule named `s`, or `s` itself if it is a function `f(start, end, pos)`"
-    if isinstance(s, str):
-        if s not in schedules: raise ValueError(f'unknown schedule {s!r}: choose one of {sorted(schedules)} or pass a function f(start, end, pos)')
-        return schedules[s]
-    if not callable(s): raise TypeError(f'schedule must be a name or a function f(start, end, pos), got {type(s).__name__}: {s!r}')
-    return s
+    return schedules.lookup(s)
+
+for _n,_f in dict(one_shot=sched_one_shot, iterative=sched_iterative, agp=sched_agp, one_cycle=sched_one_cycle,
+                  linear=sched_lin, cos=sched_cos, dsd=sched_dsd).items(): register_schedule(_n, _f)
+
+# %% ../nbs/02_schedules.ipynb #39569d06
+def snap_to_grid(v:float, # A value of the schedule
+                 start:float, # Where the ramp starts
+                 end:float, # Where it ends
+                 step:float, # The grid's spacing (0: no grid)
+                )->float:
+    "The point of the grid `start, start±step, ..., end` nearest to `v` (ties go towards `end`); `v` itself if `step` is 0 or `v` is outside [start, end]"
+    if step == 0 or start == end or not min(start, end) <= v <= max(start, end): return v
+    x,span,sign = abs(v-start),abs(end-start),(1. if end > start else -1.)
+    a = math.floor(x/step)*step
+    best = min([a, min(a+step, span), span], key=lambda g: (abs(x-g), -g))
+    return start + sign*best
 
 # %% ../nbs/02_schedules.ipynb #bfa73181
 def plot_schedules(scheds:dict|None=None, start:float=0., end:float=80., n:int=200, ax=None):

@@ -7,16 +7,18 @@ Docs: https://fastprune.github.io/fastprune/sparsifier.html.md"""
 # %% ../nbs/03_sparsifier.ipynb #17156a09
 from __future__ import annotations
 import math, warnings, fnmatch
-from contextlib import contextmanager
-from fastcore.basics import store_attr, listify, patch
+from fastcore.basics import store_attr, patch, GetAttr
 from fastcore.foundation import L
+from fastcore.meta import delegates
 import torch
 from torch import nn, Tensor
+from .core import *
 from .granularity import *
 from .criteria import *
 
 # %% auto #0
-__all__ = ['smallest', 'smallest_by_size', 'select', 'check_sparsity', 'PrunedLayer', 'normalize_scores', 'Sparsifier']
+__all__ = ['smallest', 'smallest_by_size', 'select', 'check_sparsity', 'PrunedLayer', 'normalize_scores', 'PruneConfig',
+           'Sparsifier', 'optimizer_states']
 
 # %% ../nbs/03_sparsifier.ipynb #fa0b6138
 def _smallest_exact(scores:Tensor, k:int)->Tensor:
@@ -83,13 +85,13 @@ def select(scores:Tensor, target:int, sizes:Tensor|None=None, pruned:Tensor|None
         s = scores if cand is None else torch.where(cand, scores, torch.tensor(math.inf, device=scores.device))
         return smallest_by_size(s, sizes, tgt)
     def count(m): return int(torch.count_nonzero(m)) if sizes is None else int(sizes[m].sum())
-    free = None if protect is None else ~protect
+    allowed = None if protect is None else ~protect
     done = 0 if pruned is None else count(pruned)
-    if done == 0: return lowest(free, target)
+    if done == 0: return lowest(allowed, target)
     if rising:
         if target <= done: return pruned
-        if free is None: return pruned | lowest(~pruned, target-done, None if sizes is not None else scores.numel()-done)
-        return pruned | lowest(free & ~pruned, target-done)
+        if allowed is None: return pruned | lowest(~pruned, target-done, None if sizes is not None else scores.numel()-done)
+        return pruned | lowest(allowed & ~pruned, target-done)
     return lowest(pruned, target)
 
 # %% ../nbs/03_sparsifier.ipynb #bef74ace
@@ -103,25 +105,9 @@ def check_sparsity(s, name:str='sparsity', warn:bool=True)->float|dict:
         return dict(s)
     if isinstance(s, bool) or not isinstance(s, (int, float)) and not (isinstance(s, Tensor) and s.numel()==1):
         raise TypeError(f'{name} must be a percentage in [0, 100] or a dict of layer names to percentages, got {type(s).__name__}: {s!r}')
-    s = float(s)
-    if not 0 <= s <= 100: raise ValueError(f'{name} must be a percentage in [0, 100], got {s!r}')
+    s = check_number(s, name, 0, 100, what='a percentage')
     if warn and 0 < s < 1: warnings.warn(f'{name}={s} means {s} %, not {s*100:g} %: sparsity is a percentage in [0, 100]', stacklevel=3)
     return s
-
-def _patterns(p, name)->list:
-    if p is None: return []
-    ps = [p] if isinstance(p, str) else list(p) if isinstance(p, (list, tuple, set)) else None
-    if ps is None or not all(isinstance(o, str) for o in ps): raise TypeError(f'{name} must be a layer name or glob pattern, or a list of them, got {p!r}')
-    return ps
-
-def _matches(name, pats): return any(fnmatch.fnmatchcase(name, p) for p in pats)
-def _listing(names, n=40): return ', '.join(map(repr, names[:n])) + (f', ... ({len(names)-n} more)' if len(names) > n else '')
-
-def _check_types(layer_type):
-    ts = tuple(listify(layer_type))
-    if not ts or not all(isinstance(t, type) and issubclass(t, nn.Module) for t in ts):
-        raise TypeError(f'layer_type must be an nn.Module subclass or a tuple of them (e.g. nn.Conv2d), got {layer_type!r}')
-    return ts
 
 # %% ../nbs/03_sparsifier.ipynb #32810378
 class PrunedLayer:
@@ -140,13 +126,11 @@ class PrunedLayer:
     def __repr__(self): return f'PrunedLayer({self.name!r}, {self.shape}, pruned {self.n_pruned}/{self.n_groups} groups)'
 
 # %% ../nbs/03_sparsifier.ipynb #bbeda9e7
-_BN = nn.modules.batchnorm._BatchNorm
-
 def _bn_by_order(model, layers):
     mods,res = list(model.named_modules()),{}
     names = {l.name for l in layers}
     for (n,m),(_,nxt) in zip(mods, mods[1:]):
-        if n in names and isinstance(nxt, _BN) and nxt.num_features == m.weight.shape[0]: res[n] = nxt
+        if n in names and isinstance(nxt, bn_types) and nxt.num_features == m.weight.shape[0]: res[n] = nxt
     return res
 
 def _bn_by_trace(model, layers, inputs):
@@ -158,14 +142,11 @@ def _bn_by_trace(model, layers, inputs):
         hit = outs.get(id(i[0])) if i else None
         if hit is not None and hit[1] is i[0] and m.num_features == i[0].shape[1]: res.setdefault(hit[0], m)
     hs = [l.module.register_forward_hook(fwd(l.name)) for l in layers]
-    hs += [m.register_forward_pre_hook(pre) for m in model.modules() if isinstance(m, _BN)]
-    was = model.training
+    hs += [m.register_forward_pre_hook(pre) for m in model.modules() if isinstance(m, bn_types)]
     try:
-        model.eval()
-        with torch.no_grad(): model(*inputs)
+        with eval_mode(model), torch.no_grad(): model(*inputs)
     finally:
         for h in hs: h.remove()
-        model.train(was)
     return res
 
 # %% ../nbs/03_sparsifier.ipynb #5bab8588
@@ -188,11 +169,13 @@ def normalize_scores(s:Tensor, how:str)->Tensor:
     return s/m if m > 0 else s
 
 # %% ../nbs/03_sparsifier.ipynb #d2ca07b0
-class Sparsifier:
-    "The pruning state of `model`: selected layers, their masks, and how to choose what to prune"
+_contexts = ('local', 'global')
+
+class PruneConfig:
+    "What to prune and how to rank it, checked once: the settings a `Sparsifier` is built from, which `SparsifyCallback` and `compact` pass on"
+    _fields = ('granularity', 'context', 'criteria', 'layer_type', 'layers', 'exclude', 'normalize', 'allow_empty', 'mask_bn', 'seed')
     def __init__(self,
-        model:nn.Module, # The model to prune (masks are applied in place)
-        granularity:str|Granularity='weight', # What is pruned together: 'weight', 'vector', 'kernel', 'filter', 'channel', or your own
+        granularity:str|Granularity='weight', # What is pruned together: 'weight', 'vector', 'kernel', 'filter', 'channel', 'N:M', or your own
         context:str='local', # 'local': each layer to the target; 'global': one ranking across layers, counted in parameters
         criteria:str|Criterion='large_final', # What to keep: 'large_final', 'random', 'large_init', 'movement', 'taylor', or your own
         layer_type=nn.Conv2d, # Type(s) of layer to prune
@@ -201,37 +184,76 @@ class Sparsifier:
         normalize:str='lamp', # Global context: 'lamp' ranks LAMP scores, 'mean' divides each layer's scores by their mean, 'none' compares raw scores
         allow_empty:bool=False, # Let a layer lose every group (by default each layer keeps its best group)
         mask_bn:bool=True, # With 'filter': also mask the bias and the BatchNorm channel each filter feeds
-        seed:int=0, # Seed of the 'random' criterion
-        example_inputs:tuple|None=None, # Inputs for one traced forward pass that pairs convs with their BatchNorm
+        seed:int=0, # Seed of the 'random' criterion (the same on every process)
     ):
         self.granularity,self.criteria = get_granularity(granularity),get_criterion(criteria)
-        if context not in ('local','global'): raise ValueError(f"unknown context {context!r}: choose one of ['global', 'local']")
-        if context == 'global' and self.granularity.pattern: raise ValueError(f"granularity {self.granularity.name!r} is a pattern within each layer: it needs context='local', got 'global'")
-        if normalize not in _norms: raise ValueError(f'unknown normalize {normalize!r}: choose one of {sorted(_norms)}')
+        self.context,self.normalize = check_choice(context, 'context', _contexts),check_choice(normalize, 'normalize', _norms)
+        if self.context == 'global' and self.granularity.pattern: raise ValueError(f"granularity {self.granularity.name!r} is a pattern within each layer: it needs context='local', got 'global'")
+        self.layer_type,self.layers,self.exclude = check_layer_types(layer_type),check_patterns(layers, 'layers'),check_patterns(exclude, 'exclude')
+        self.allow_empty,self.mask_bn = check_bool(allow_empty, 'allow_empty'),check_bool(mask_bn, 'mask_bn')
         if not isinstance(seed, int) or isinstance(seed, bool): raise TypeError(f'seed must be an int, got {seed!r}')
+        self.seed = seed
+
+    def check_target(self, sparsity, name:str='sparsity', warn:bool=True)->float|dict:
+        "`sparsity` (percent, or a dict of layer-name patterns to percent) checked against these settings"
+        s = check_sparsity(sparsity, name, warn)
+        if isinstance(s, dict) and self.context == 'global': raise ValueError('a dict of per-layer sparsities needs context="local": global context ranks all layers against one target')
+        cap,top = self.granularity.max_sparsity,(max(s.values()) if isinstance(s, dict) else s)
+        if cap < 100 and top > cap + 1e-9: raise ValueError(f'granularity {self.granularity.name!r} reaches at most {cap:g} % sparsity, got {top:g} %')
+        return s
+
+    def as_dict(self)->dict: return {k: getattr(self, k) for k in self._fields}
+    def __eq__(self, o): return isinstance(o, PruneConfig) and self.as_dict() == o.as_dict()
+    def __repr__(self): return f'PruneConfig({", ".join(f"{k}={v!r}" for k,v in self.as_dict().items())})'
+
+# %% ../nbs/03_sparsifier.ipynb #05b2e50e
+class Sparsifier(GetAttr):
+    "The pruning state of `model`: selected layers, their masks, and how to choose what to prune"
+    _default,_xtra = 'config',[k for k in PruneConfig._fields if k != 'layers']  # the settings read through to `config`
+    @delegates(PruneConfig)
+    def __init__(self,
+        model:nn.Module, # The model to prune (masks are applied in place)
+        granularity:str|Granularity='weight', # What is pruned together: 'weight', 'vector', 'kernel', 'filter', 'channel', 'N:M', or your own
+        context:str='local', # 'local': each layer to the target; 'global': one ranking across layers, counted in parameters
+        criteria:str|Criterion='large_final', # What to keep: 'large_final', 'random', 'large_init', 'movement', 'taylor', or your own
+        example_inputs:tuple|None=None, # A batch the model takes: traced once to pair convs with their BatchNorm; its first item is kept for reports
+        **kwargs):
+        self._bind(model, PruneConfig(granularity, context, criteria, **kwargs), example_inputs)
+
+    @classmethod
+    def from_config(cls, model:nn.Module, config:PruneConfig, example_inputs:tuple|None=None)->Sparsifier:
+        "A sparsifier of `model` with the settings of `config`"
+        if not isinstance(config, PruneConfig): raise TypeError(f'config must be a PruneConfig, got {type(config).__name__}')
+        res = cls.__new__(cls)
+        res._bind(model, config, example_inputs)
+        return res
+
+    def _bind(self, model, config, example_inputs=None, events=0):
+        "Select the layers of `model` for `config`, pair them with their BatchNorm, and take their all-zero groups as masks"
         if not isinstance(model, nn.Module): raise TypeError(f'model must be an nn.Module, got {type(model).__name__}')
-        store_attr('model,context,normalize,allow_empty,mask_bn,seed')
-        self.layer_type,self.include,self.exclude = _check_types(layer_type),_patterns(layers, 'layers'),_patterns(exclude, 'exclude')
-        self.layers = L(PrunedLayer(n, m, self.granularity) for n,m in self._select())
-        self.events = 0
-        if self.criteria.needs_init: self.snapshot()
-        if self.granularity.name == 'filter' and mask_bn: self.pair_bn(example_inputs)
-        self._adopt_zeros()
+        self.model,self.config,self.events = model,config,events
+        self.example_inputs = None if example_inputs is None else tuple(x[:1].detach() for x in as_inputs(example_inputs))
+        self.layers = L(PrunedLayer(n, m, config.granularity) for n,m in self._select())
+        self._needs_trace = False
+        if config.criteria.needs_init: self.snapshot()
+        if config.granularity.name == 'filter' and config.mask_bn: self.pair_bn(example_inputs)
+        self.adopt_zeros()
 
     def _select(self):
+        cfg = self.config
         cands = [(n,m) for n,m in self.model.named_modules()
-                 if isinstance(m, self.layer_type) and isinstance(getattr(m, 'weight', None), Tensor)]
-        names = [n for n,_ in cands]
-        if not cands: raise ValueError(f'the model has no layer of type {[t.__name__ for t in self.layer_type]} to prune: pass layer_type=(nn.Conv2d, nn.Linear) or the types it uses')
-        for p in self.include + self.exclude:
-            if not any(fnmatch.fnmatchcase(n, p) for n in names): raise ValueError(f'no layer matches {p!r}: the layers of type {[t.__name__ for t in self.layer_type]} are {_listing(names)}')
-        res = [(n,m) for n,m in cands if (not self.include or _matches(n, self.include)) and not _matches(n, self.exclude)]
-        if not res: raise ValueError(f'layers={self.include!r} and exclude={self.exclude!r} leave no layer to prune among {_listing(names)}')
-        bad = [(n, self.granularity.why_not(m)) for n,m in res if not self.granularity.fits(m)]
+                 if isinstance(m, cfg.layer_type) and isinstance(getattr(m, 'weight', None), Tensor)]
+        names,types = [n for n,_ in cands],[t.__name__ for t in cfg.layer_type]
+        if not cands: raise ValueError(f'the model has no layer of type {types} to prune: pass layer_type=(nn.Conv2d, nn.Linear) or the types it uses')
+        for p in cfg.layers + cfg.exclude:
+            if not any(fnmatch.fnmatchcase(n, p) for n in names): raise ValueError(f'no layer matches {p!r}: the layers of type {types} are {listing(names)}')
+        res = [(n,m) for n,m in cands if (not cfg.layers or matches(n, cfg.layers)) and not matches(n, cfg.exclude)]
+        if not res: raise ValueError(f'layers={cfg.layers!r} and exclude={cfg.exclude!r} leave no layer to prune among {listing(names)}')
+        bad = [(n, cfg.granularity.why_not(m)) for n,m in res if not cfg.granularity.fits(m)]
         if bad:
             n,why = bad[0]
             ok = sorted(k for k,g in granularities.items() if g.fits(dict(res)[n]))
-            raise ValueError(f'granularity {self.granularity.name!r} does not fit layer {n!r} ({why}); granularities that fit it: {ok}. Exclude it with exclude={n!r} or choose another granularity')
+            raise ValueError(f'granularity {cfg.granularity.name!r} does not fit layer {n!r} ({why}); granularities that fit it: {ok}. Exclude it with exclude={n!r} or choose another granularity')
         return res
 
     def __repr__(self): return f'Sparsifier({len(self.layers)} layers, {self.granularity.name}, {self.context}, {self.criteria.name}, sparsity {self.sparsity():.2f} %)'
@@ -244,20 +266,12 @@ def targets(self:Sparsifier, sparsity)->list:
     "Per-layer target sparsity in percent, from a number, a list (one per layer) or a dict of name patterns"
     if isinstance(sparsity, (list, tuple)):
         if len(sparsity) != len(self.layers): raise ValueError(f'a list of sparsities needs one value per selected layer ({len(self.layers)}), got {len(sparsity)}')
-        return self._capped([check_sparsity(v, f'sparsity of layer {l.name!r}', warn=False) for v,l in zip(sparsity, self.layers)])
-    sparsity = check_sparsity(sparsity)
-    if not isinstance(sparsity, dict): return self._capped([sparsity]*len(self.layers))
-    if self.context == 'global': raise ValueError('a dict of per-layer sparsities needs context="local": global context ranks all layers against one target')
+        return [self.config.check_target(v, f'sparsity of layer {l.name!r}', warn=False) for v,l in zip(sparsity, self.layers)]
+    sparsity = self.config.check_target(sparsity)
+    if not isinstance(sparsity, dict): return [sparsity]*len(self.layers)
     for p in sparsity:
-        if not any(fnmatch.fnmatchcase(l.name, p) for l in self.layers): raise ValueError(f'no selected layer matches {p!r} in the sparsity dict: the selected layers are {_listing(self.layers.attrgot("name"))}')
-    return self._capped([next((v for p,v in sparsity.items() if fnmatch.fnmatchcase(l.name, p)), 0.) for l in self.layers])
-
-@patch
-def _capped(self:Sparsifier, ts:list)->list:
-    "`ts`, checked against the highest sparsity the granularity reaches (N:M: (M-N)/M)"
-    cap = self.granularity.max_sparsity
-    if cap < 100 and max(ts, default=0) > cap + 1e-9: raise ValueError(f'granularity {self.granularity.name!r} reaches at most {cap:g} % sparsity, got {max(ts):g} %')
-    return ts
+        if not any(fnmatch.fnmatchcase(l.name, p) for l in self.layers): raise ValueError(f'no selected layer matches {p!r} in the sparsity dict: the selected layers are {listing(self.layers.attrgot("name"))}')
+    return [next((v for p,v in sparsity.items() if fnmatch.fnmatchcase(l.name, p)), 0.) for l in self.layers]
 
 @patch
 def plan(self:Sparsifier, sparsity)->tuple:
@@ -271,16 +285,23 @@ def plan(self:Sparsifier, sparsity)->tuple:
 @patch(as_prop=True)
 def n_params(self:Sparsifier)->int: return sum(math.prod(l.shape) for l in self.layers)
 
+@patch
+def reached(self:Sparsifier)->list:
+    "The sparsity the masks have, per selected layer in percent: of its groups (local), or of all the selected parameters (global, the same for every layer)"
+    if self.context == 'local': return [100*l.n_pruned/l.n_groups for l in self.layers]
+    return [100*sum(l.n_pruned*l.group_size for l in self.layers)/self.n_params]*len(self.layers)
+
 # %% ../nbs/03_sparsifier.ipynb #3708fe63
 @patch
-def _scores(self:Sparsifier, free:bool):
+def _scores(self:Sparsifier, rerank:bool):
+    "One score per group of each layer; unless `rerank`, N:M patterns rank their pruned weights first"
     gen = torch.Generator().manual_seed(self.seed + self.events) if self.criteria.name == 'random' else None
     res = []
     for l in self.layers:
         w = l.weight
         g = w.grad if self.criteria.needs_grad else None
         c = self.criteria(w, init=l.init, grad=g, generator=gen).float()
-        if self.granularity.pattern and l.mask is not None and not free: c = torch.where(l.mask, c, c.min() - 1)  # pruned weights rank first in their block: the pattern holds as the target rises
+        if self.granularity.pattern and l.mask is not None and not rerank: c = torch.where(l.mask, c, c.min() - 1)  # pruned weights rank first in their block: the pattern holds as the target rises
         s = self.granularity.reduce(c).flatten()
         if not torch.isfinite(s.sum()) and not torch.isfinite(s).all():  # a sum is the cheapest check; the weights are looked at only to say what went wrong
             if not torch.isfinite(w).all(): raise ValueError(f'the weights of layer {l.name!r} contain NaN or inf: they cannot be ranked for pruning (the loss may have diverged: lower the learning rate)')
@@ -296,22 +317,22 @@ def _protect(self:Sparsifier, s:Tensor)->Tensor|None:
     return p
 
 @patch
-def _prev(self:Sparsifier, l, free): return None if free or l.mask is None else ~l.mask.flatten()
+def _prev(self:Sparsifier, l, rerank): return None if rerank or l.mask is None else ~l.mask.flatten()  # what a new choice builds on
 
 @patch
-def _choose(self:Sparsifier, sparsity, free:bool)->list:
-    "New keep-masks per layer (nothing written yet)"
-    ts,scores = self.targets(sparsity),self._scores(free)
+def _choose(self:Sparsifier, ts:list, rerank:bool)->list:
+    "New keep-masks per layer for per-layer targets `ts` (nothing written yet)"
+    scores = self._scores(rerank)
     if self.context == 'local':
         ks = [_round(t/100*l.n_groups) for t,l in zip(ts, self.layers)]
         # only a target of every group can empty a layer: the best-scored group is protected then
-        pr = [select(s, k, pruned=self._prev(l, free), protect=self._protect(s) if k >= l.n_groups else None, rising=t >= l.target)
+        pr = [select(s, k, pruned=self._prev(l, rerank), protect=self._protect(s) if k >= l.n_groups else None, rising=t >= l.target)
               for k,t,s,l in zip(ks, ts, scores, self.layers)]
     else:
         ns = [normalize_scores(s, self.normalize) for s in scores]
         cat = torch.cat([s.to(ns[0].device) for s in ns])
         dev = cat.device
-        prev = [self._prev(l, free) for l in self.layers]
+        prev = [self._prev(l, rerank) for l in self.layers]
         prev = None if all(p is None for p in prev) else torch.cat([(torch.zeros(l.n_groups, dtype=torch.bool) if p is None else p).to(dev) for p,l in zip(prev, self.layers)])
         prot = None if self.allow_empty else torch.cat([self._protect(s).to(dev) for s in ns])
         gsz = self.layers.attrgot('group_size')
@@ -325,11 +346,15 @@ def _choose(self:Sparsifier, sparsity, free:bool)->list:
     return [(~p).view(l.gshape).to(l.weight.device) for p,l in zip(pr, self.layers)]
 
 @patch
-def prune(self:Sparsifier, sparsity, free:bool=False):
-    "Prune every selected layer to `sparsity` (percent, or dict of name patterns to percent), and zero what is pruned"
-    masks = self._choose(sparsity, free)
+def prune(self:Sparsifier,
+          sparsity, # Percent, a list of percents (one per layer), or a dict of layer-name patterns to percent
+          rerank:bool=False, # Choose every group anew from the scores (masks may swap); by default pruned groups stay pruned while the target rises
+         ):
+    "Prune every selected layer to `sparsity` and zero what is pruned: one pruning event"
+    ts = self.targets(sparsity)
+    masks = self._choose(ts, rerank)
     self.events += 1
-    for l,m,t in zip(self.layers, masks, self.targets(sparsity)): l.mask,l.target = (None if _all(m) else m),t
+    for l,m,t in zip(self.layers, masks, ts): l.mask,l.target = (None if _all(m) else m),t
     self._cache()
     self.apply()
     return self
@@ -364,14 +389,14 @@ def mask_grads(self:Sparsifier):
 def clear_state(self:Sparsifier, opt):
     "Zero the optimizer state (momentum, moments...) of pruned weights, for fastai and torch optimizers"
     if not getattr(self, '_ts', None) or opt is None: return
-    states = _opt_states(opt)
+    states = optimizer_states(opt)
     with torch.no_grad():
         for t,m in zip(self._ts, self._ms):
             for st in states:
                 for v in (st.get(t) or {}).values():
                     if isinstance(v, Tensor) and v.shape == t.shape: v.mul_(m)
 
-def _opt_states(opt)->list:
+def optimizer_states(opt)->list:
     "The per-parameter state dicts of `opt` and of the optimizers it wraps"
     res = []
     while opt is not None:
@@ -401,17 +426,24 @@ def snapshot(self:Sparsifier):
 
 @patch
 def pair_bn(self:Sparsifier, example_inputs=None):
-    "Find the bias and BatchNorm channel each filter feeds (traced with `example_inputs`, else by module order)"
+    "Find the bias and BatchNorm channel each filter feeds (traced with `example_inputs`, else by module order until a batch is seen)"
     if self.granularity.name != 'filter' or not self.mask_bn: return
-    pairs = _bn_by_order(self.model, self.layers) if example_inputs is None else _bn_by_trace(self.model, self.layers, tuple(example_inputs))
+    pairs = _bn_by_order(self.model, self.layers) if example_inputs is None else _bn_by_trace(self.model, self.layers, as_inputs(example_inputs))
     for l in self.layers:
         bn,b = pairs.get(l.name),getattr(l.module, 'bias', None)
         l.partners = [t for t in (b, getattr(bn, 'weight', None), getattr(bn, 'bias', None)) if isinstance(t, Tensor)]
+    self._needs_trace = example_inputs is None
     self._cache()
 
 @patch
-def _adopt_zeros(self:Sparsifier):
-    "Take groups whose weights are all exactly zero as pruned: a model pruned earlier keeps its masks"
+def see_batch(self:Sparsifier, xb:tuple):
+    "Look at a training batch: keep its first item as `example_inputs`, and trace the conv → BatchNorm pairs on it if they were only guessed"
+    if self._needs_trace: self.pair_bn(tuple(x[:2] for x in xb))
+    if self.example_inputs is None: self.example_inputs = tuple(x[:1].detach() for x in xb)
+
+@patch
+def adopt_zeros(self:Sparsifier):
+    "Take groups whose weights are all exactly zero as pruned: a model pruned earlier (or a checkpoint of one) keeps its masks"
     with torch.no_grad():
         for l in self.layers:
             alive = self.granularity.reduce((l.weight != 0).float()) > 0
@@ -422,11 +454,18 @@ def _adopt_zeros(self:Sparsifier):
 @patch
 def _sync_targets(self:Sparsifier):
     "Take the sparsity the masks already have as the target they were chosen for"
-    if self.context == 'local':
-        for l in self.layers: l.target = 100*l.n_pruned/l.n_groups
-    else:
-        t = 100*sum(l.n_pruned*l.group_size for l in self.layers)/self.n_params
-        for l in self.layers: l.target = t
+    for l,t in zip(self.layers, self.reached()): l.target = t
+
+@patch
+def restore_events(self:Sparsifier, n:int):
+    "Set the count of pruning events, which seeds the draws of the 'random' criterion: a resumed fit goes on from the interrupted fit's count"
+    self.events = check_number(n, 'n', 0, integer=True)
+
+@patch
+def rebind(self:Sparsifier, model:nn.Module, example_inputs=None)->Sparsifier:
+    "Select the layers of `model` again, with the same settings and event count, taking its all-zero groups as masks (after `compact` changed its shapes)"
+    self._bind(model, self.config, self.example_inputs if example_inputs is None else example_inputs, self.events)
+    return self
 
 @patch
 def strip(self:Sparsifier)->nn.Module:
@@ -446,7 +485,7 @@ def load_state_dict(self:Sparsifier, sd:dict):
     "Load masks saved by `state_dict` and apply them"
     byname = {l.name: l for l in self.layers}
     unknown = sorted(set(sd) - set(byname))
-    if unknown: raise ValueError(f'masks for unknown layers {unknown}: the selected layers are {_listing(list(byname))}')
+    if unknown: raise ValueError(f'masks for unknown layers {unknown}: the selected layers are {listing(byname)}')
     for n,m in sd.items():
         if tuple(m.shape) != tuple(byname[n].gshape): raise ValueError(f'mask for {n!r} has shape {tuple(m.shape)}, expected {tuple(byname[n].gshape)}')
     for l in self.layers: l.mask = sd[l.name].to(l.weight.device).bool() if l.name in sd else None

@@ -20,18 +20,18 @@ from fastai.torch_core import set_seed
 from fastai.metrics import accuracy
 from fastai.callback.progress import *  # Learner.no_bar
 from fastai.callback.channelslast import *  # Learner.to_channelslast
+from .core import *
 from .granularity import granularities
 from .schedules import schedules
-from .callback import SparsifyCallback
+from .callback import SparsifyCallback, recalibrate_bn
 from .report import report_summary
-from .learner import get_arch_cfg, create_learner, MissingWeightsError, torchvision_checkpoint
-from .learner import _is_file, _torchvision_weights, _torchvision_missing, _timm_missing
+from .learner import get_arch_cfg, create_learner, check_weights
 from .data import get_dataset, get_dls
 
 # %% auto #0
 __all__ = ['arms', 'contexts', 'prune_cols', 'setting_cols', 'result_cols', 'layer_groups', 'presets', 'resolve_layers',
-           'plan_study', 'check_weights', 'check_study', 'recalibrate_bn', 'train_run', 'run_key', 'read_results',
-           'study_table', 'run_study', 'summarize', 'largest_within', 'format_summary', 'format_largest', 'plot_study']
+           'plan_study', 'check_study', 'train_run', 'run_key', 'read_results', 'study_table', 'run_study', 'summarize',
+           'largest_within', 'format_summary', 'format_largest', 'plot_study']
 
 # %% ../nbs/08_study.ipynb #f3cbe9bc
 arms = ('pretrained', 'scratch')
@@ -76,12 +76,7 @@ def _nums(v, what:str, low=None, high=None, integer=False, open_low=False)->list
     "`v` as a non-empty list of numbers in range"
     vs = listify(v)
     if not vs: raise ValueError(f'no {what} given')
-    rng = f'[{low}, {high}]' if high is not None else (f'> {low}' if open_low else f'>= {low}')
-    for o in vs:
-        ok_type = isinstance(o, (int, np.integer)) if integer else isinstance(o, (int, float, np.integer, np.floating))
-        if isinstance(o, bool) or not ok_type: raise TypeError(f'{what} must be {"an int" if integer else "a number"} {rng}, got {type(o).__name__}: {o!r}')
-        if (low is not None and (o <= low if open_low else o < low)) or (high is not None and o > high): raise ValueError(f'{what} must be {rng}, got {o!r}')
-    return list(dict.fromkeys(int(o) if integer else float(o) for o in vs))
+    return list(dict.fromkeys(check_number(o, what, low, high, integer=integer, open_low=open_low) for o in vs))
 
 def _one(v, what, **kw):
     if v is None: return None
@@ -140,8 +135,7 @@ def plan_study(
     n_per_class,n,n_valid = (_one(v, k, low=1, integer=True) for v,k in ((n_per_class, 'n_per_class'), (n, 'n'), (n_valid, 'n_valid')))
     if n_per_class is not None and n is not None: raise ValueError(f'pass n_per_class or n, not both (got n_per_class={n_per_class}, n={n})')
     lrs = _lrs(lr, arms_)
-    if head not in ('fastai', 'native'): raise ValueError(f"unknown head {head!r}: choose one of ['fastai', 'native']")
-    if not isinstance(recal_bn, (bool, np.bool_)): raise TypeError(f'recal_bn must be True or False, got {recal_bn!r}')
+    head,recal_bn = check_choice(head, 'head', ('fastai', 'native')),check_bool(recal_bn, 'recal_bn')
     weights = dict(weights or {})
     if bad := [a for a in weights if a not in archs]: raise ValueError(f'weights given for {bad}, which are not among the archs {archs}')
     excl = ','.join(_split(exclude)) or None
@@ -157,27 +151,6 @@ def plan_study(
     return [{k: r[k] for k in setting_cols} for r in res]
 
 # %% ../nbs/08_study.ipynb #14a515ec
-def check_weights(arch:str, # A name of `arch_cfgs` or a timm model
-                  weights=None, # A weights file, or a weights name/tag of the library (default: the registry's)
-                 )->str:
-    "Where the pretrained weights of `arch` are, downloading them now if they are missing and the library can; else `MissingWeightsError`"
-    cfg = get_arch_cfg(arch)
-    if weights is not None and _is_file(weights):
-        f = Path(weights).expanduser()
-        if not f.is_file(): raise MissingWeightsError(f'no weights file at {f} (the weights given for {arch!r})')
-        return str(f)
-    if cfg['library'] == 'torchvision':
-        w = _torchvision_weights(cfg, weights)
-        f = torchvision_checkpoint(w)
-        if not f.is_file():
-            try: torch.hub.load_state_dict_from_url(w.url, progress=False, check_hash=True)
-            except OSError as e: raise _torchvision_missing(w, e) from e
-        return str(f)
-    name = cfg['model'] if weights is None else f"{cfg['model'].split('.')[0]}.{weights}"
-    try: timm.create_model(name, pretrained=True, num_classes=0)
-    except OSError as e: raise _timm_missing(name, e) from e
-    return name
-
 def check_study(plan:list, # Configurations from `plan_study`
                 root=None, # Folder of the file-based data sets (see `get_dls`)
                 download:bool=False, # Download missing data sets into `root` (needs internet)
@@ -187,23 +160,6 @@ def check_study(plan:list, # Configurations from `plan_study`
     for d in dict.fromkeys(r['dataset'] for r in plan): res[d] = str(get_dataset(d).locate(root, download) or 'packaged')
     for a,w in dict.fromkeys((r['arch'], r['weights']) for r in plan if r['arm'] == 'pretrained'): res[a] = check_weights(a, w)
     return res
-
-# %% ../nbs/08_study.ipynb #d91d2b46
-def recalibrate_bn(learn, # The learner whose model's BatchNorm statistics are re-estimated
-                   dl=None, # Batches to estimate them on (default: `learn.dls.train`)
-                  ):
-    "Re-estimate the running statistics of every BatchNorm of `learn.model` with its current weights, in place"
-    bns = [m for m in learn.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    if not bns: return
-    moms,was = [m.momentum for m in bns],learn.model.training
-    for m in bns: m.reset_running_stats(); m.momentum = None  # None: a cumulative average over the pass
-    learn.model.train()
-    try:
-        with torch.no_grad():
-            for b in (dl or learn.dls.train): learn.model(*b[:learn.dls.n_inp])
-    finally:
-        for m,mo in zip(bns, moms): m.momentum = mo
-        learn.model.train(was)
 
 # %% ../nbs/08_study.ipynb #c811831a
 def train_run(cfg:dict, # A configuration from `plan_study`

@@ -6,7 +6,8 @@ from torch.utils.data import TensorDataset
 
 warnings.filterwarnings('ignore', category=UserWarning, module='fastai')
 
-def _digits(size, seed, n_train=1437):
+def digits_tensors(size, seed, n_train=1437):
+    "scikit-learn's digits, upscaled to `size` and 3 channels, shuffled by `seed`: ((x, y) train, (x, y) valid)"
     from sklearn.datasets import load_digits
     X,y = load_digits(return_X_y=True)
     x = F.interpolate(torch.tensor(X, dtype=torch.float32).view(-1,1,8,8)/16., size=size, mode='bilinear').expand(-1,3,-1,-1).contiguous()
@@ -14,12 +15,16 @@ def _digits(size, seed, n_train=1437):
     idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     return (x[idx[:n_train]], y[idx[:n_train]]), (x[idx[n_train:]], y[idx[n_train:]])
 
-def digits_dls(size=16, bs=64, seed=0, n_train=1437):
-    from fastai.data.core import DataLoaders
-    (xt,yt),(xv,yv) = _digits(size, seed, n_train)
-    return DataLoaders.from_dsets(TensorDataset(xt,yt), TensorDataset(xv,yv), bs=bs, device='cpu')
+class DigitsDataset(TensorDataset):
+    "`learn.export` keeps an empty copy of the data"
+    def new_empty(self): return type(self)(*(t[:0] for t in self.tensors))
 
-def make_learner(arch='resnet10t', size=16, n_train=512, opt_func=None, seed=0, **kw):
+def digits_dls(size=16, bs=64, seed=0, n_train=1437, n_valid=None):
+    from fastai.data.core import DataLoaders
+    (xt,yt),(xv,yv) = digits_tensors(size, seed, n_train)
+    return DataLoaders.from_dsets(DigitsDataset(xt,yt), DigitsDataset(xv[:n_valid],yv[:n_valid]), bs=bs, device='cpu')
+
+def make_learner(arch='resnet10t', size=16, n_train=512, opt_func=None, seed=0, n_valid=None, **kw):
     "A real timm network, randomly initialised, on a slice of scikit-learn's digits"
     import timm
     from fastai.learner import Learner
@@ -29,7 +34,7 @@ def make_learner(arch='resnet10t', size=16, n_train=512, opt_func=None, seed=0, 
     from fastai.optimizer import Adam
     set_seed(seed)
     model = timm.create_model(arch, num_classes=10) if isinstance(arch, str) else arch
-    return Learner(digits_dls(size=size, n_train=n_train, seed=seed), model, loss_func=CrossEntropyLossFlat(), metrics=accuracy,
+    return Learner(digits_dls(size=size, n_train=n_train, seed=seed, n_valid=n_valid), model, loss_func=CrossEntropyLossFlat(), metrics=accuracy,
                    opt_func=opt_func or Adam, **kw)
 
 def small_convnet(c=8):
@@ -38,9 +43,59 @@ def small_convnet(c=8):
                          nn.Conv2d(c, 2*c, 3, padding=1, bias=True), nn.BatchNorm2d(2*c), nn.ReLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2*c, 10))
 
+def trained_bn(model, seed=0):
+    "BatchNorm statistics and affine parameters like a trained network's, so that a wrong cut shows in the outputs"
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                for t,lo,hi in [(m.running_mean,-1,1), (m.running_var,.5,2), (m.weight,.5,1.5), (m.bias,-.5,.5)]: t.copy_(torch.rand(t.shape, generator=g)*(hi-lo)+lo)
+    return model
+
+def vgg_cifar(bn=True):
+    "torchvision's VGG16(-BN) convolutions with a CIFAR-style head: global average pool and one Linear"
+    from torchvision import models as tvm
+    return nn.Sequential((tvm.vgg16_bn if bn else tvm.vgg16)(num_classes=10).features, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10))
+
+def n_params(m): return sum(p.numel() for p in m.parameters())
+
 @pytest.fixture
 def learner(): return make_learner
 
 def pytest_configure(config):
     from fastai.learner import Learner
     Learner._no_bar = True
+
+def assert_exact(sp, target, zeros_match=True):
+    "Every layer of `sp` has its exact count of groups pruned (`round(target·G)`, each layer keeping one), all exactly zero, and (`zeros_match`) nothing else is"
+    import math
+    for l in sp.layers:
+        assert l.n_pruned == min(math.floor(target/100*l.n_groups+0.5), l.n_groups-1), l
+        zeros = sp.granularity.reduce((l.weight == 0).float()).flatten() == 1
+        assert not (zeros.logical_not() & ~l.mask.flatten()).any(), l.name  # every pruned group is zero
+        if zeros_match: assert torch.equal(zeros, ~l.mask.flatten()), l.name  # and nothing else is
+
+def _check_dead_cb():
+    from fastai.callback.core import Callback
+    from fastprune.callback import SparsifyCallback
+    from fastprune.sparsifier import optimizer_states
+    class CheckDead(Callback):
+        "After every step (once SparsifyCallback has re-masked), pruned weights and their optimizer state are exactly zero, in weights of `dtype`"
+        order = SparsifyCallback.order+1
+        def __init__(self, dtype=torch.float32): self.dtype,self.n = dtype,0
+        def after_step(self):
+            states = optimizer_states(self.learn.opt)
+            for l in self.learn.sparsifier.layers:
+                if self.dtype is not None: assert l.weight.dtype == self.dtype
+                if l.mask is None: continue
+                dead = ~l.mask.expand(l.shape)
+                assert (l.weight[dead] == 0).all(), l.name
+                for st in states:
+                    for k,v in (st.get(l.weight) or {}).items():
+                        if isinstance(v, torch.Tensor) and v.shape == l.weight.shape: assert (v[dead] == 0).all(), (l.name, k)
+                self.n += 1
+    return CheckDead
+
+def __getattr__(name):  # the callback imports fastai: only when a test asks for it
+    if name == 'CheckDead': return _check_dead_cb()
+    raise AttributeError(name)

@@ -10,7 +10,7 @@ from fastai.callback.schedule import sched_lin
 from fastai.losses import CrossEntropyLossFlat
 from fastai.torch_core import rank_distrib, set_seed
 from fastprune.callback import SparsifyCallback
-from conftest import _digits, small_convnet
+from conftest import digits_tensors, small_convnet
 
 def _broadcast(self, t, rank):
     "fastai's `DistributedDL` sends its indices through a CUDA tensor (for nccl): gloo takes CPU ones"
@@ -31,7 +31,7 @@ if __name__ == '__main__':
     from fastai.distributed import DistributedDL
     DistributedDL._broadcast = _broadcast
     out,rank = Path(sys.argv[1]),rank_distrib()
-    (xt,yt),(xv,yv) = _digits(16, 0, 512)
+    (xt,yt),(xv,yv) = digits_tensors(16, 0, 512)
     dls = DataLoaders.from_dsets(TensorDataset(xt,yt), TensorDataset(xv[:256],yv[:256]), bs=64, device='cpu')
     res = {}
     for name,kw in cfgs.items():

@@ -97,9 +97,9 @@ def test_download_only_when_asked(tmp_path):
 
 @pytest.mark.parametrize('kw,msg', [
     (dict(size=0), 'size must be an int >= 1, got 0'), (dict(size=32.5), 'size must be an int >= 1, got 32.5'),
-    (dict(bs=0), 'bs must be an int >= 1, got 0'), (dict(bs='64'), "bs must be an int >= 1, got '64'"),
+    (dict(bs=0), 'bs must be an int >= 1, got 0'), (dict(bs=1.5), "bs must be an int >= 1, got 1.5"),
     (dict(n_per_class=0), 'n_per_class must be an int >= 1 or None, got 0'), (dict(n=-5), 'n must be an int >= 1 or None, got -5'),
-    (dict(n=10, n_per_class=1), 'not both'), (dict(valid_pct=0.), r'valid_pct must be in \(0, 1\), got 0.0'),
+    (dict(n=10, n_per_class=1), 'not both'), (dict(valid_pct=0.), r'valid_pct must be a number in \(0, 1\), got 0.0'),
     (dict(seed=-1), 'seed must be an int >= 0'), (dict(num_workers=-1), 'num_workers must be an int >= 0'),
     (dict(method='fit'), r"unknown method 'fit': choose one of \['crop', 'pad', 'squish'\]"),
     (dict(stats=([0.5]*3, [0., 1., 1.])), 'std > 0'),
@@ -107,6 +107,9 @@ def test_download_only_when_asked(tmp_path):
 def test_bad_arguments(tmp_path, kw, msg):
     # checked before any file is looked for: a missing root does not mask them
     with pytest.raises(ValueError, match=msg): get_dls('cifar10', root=tmp_path/'nowhere', **kw)
+
+def test_wrong_types_are_type_errors(tmp_path):
+    with pytest.raises(TypeError, match="bs must be an int >= 1, got str: '64'"): get_dls('cifar10', root=tmp_path/'nowhere', bs='64')
 
 @pytest.mark.filterwarnings('ignore:load_learner')
 def test_learner_round_trip(tmp_path):

@@ -5,25 +5,19 @@ from torch.utils.data import TensorDataset
 from fastai.data.core import DataLoaders
 from fastai.learner import load_learner
 from fastprune.all import *
-from conftest import make_learner, small_convnet, _digits
+from fastprune.criteria import criteria
+from fastprune.granularity import granularities
+from fastprune.schedules import schedules
+from conftest import make_learner, small_convnet, digits_dls
 
 pytestmark = pytest.mark.filterwarnings('ignore:load_learner')  # fastai's notice that it unpickles
-
-class _DS(TensorDataset):
-    "`learn.export` keeps an empty copy of the data"
-    def new_empty(self): return type(self)(*(t[:0] for t in self.tensors))
-
-def _dls():
-    (xt,yt),(xv,yv) = _digits(16, 0, 128)
-    return DataLoaders.from_dsets(_DS(xt,yt), _DS(xv[:128],yv[:128]), bs=64, device='cpu')
 
 def _excl(gran):
     "The layers of `small_convnet` that `gran` does not fit (2:4 needs inputs in fours)"
     return [str(i) for i,m in enumerate(small_convnet()) if isinstance(m, nn.Conv2d) and not get_granularity(gran).fits(m)] or None
 
 def _fitted(path, sparsity=60, **kw):
-    learn = make_learner(small_convnet(), path=path)
-    learn.dls = _dls()
+    learn = make_learner(small_convnet(), path=path, n_train=128, n_valid=128)
     with learn.no_bar(): learn.fit(2, 1e-2, cbs=SparsifyCallback(sparsity, **kw))
     return learn
 
@@ -84,7 +78,7 @@ combos = [dict(granularity=g, criteria=c, schedule=s) for g,c,s in _cycle(granul
 def test_callback_with_every_registry_object_pickles_and_copies(kw):
     cb = SparsifyCallback(50, **kw)
     for c in (pickle.loads(pickle.dumps(cb)), copy.deepcopy(cb)):
-        assert c.granularity is cb.granularity and c.criteria is cb.criteria  # registered objects come back as themselves
+        assert c.config.granularity is cb.config.granularity and c.config.criteria is cb.config.criteria  # registered objects come back as themselves
         assert c.schedule(10, 70, 0.3) == cb.schedule(10, 70, 0.3)
 
 def test_user_objects_pickle(tmp_path):
@@ -93,7 +87,7 @@ def test_user_objects_pickle(tmp_path):
     try:
         cb = SparsifyCallback(50, granularity='rows_test', criteria=c, schedule=Iterative(4))
         for cb2 in (pickle.loads(pickle.dumps(cb)), copy.deepcopy(cb)):
-            assert cb2.granularity is g and cb2.criteria.name == 'sqrt_test' and cb2.schedule.n == 4
+            assert cb2.config.granularity is g and cb2.config.criteria.name == 'sqrt_test' and cb2.schedule.n == 4
         learn = _fitted(tmp_path, granularity='rows_test', criteria=c)
         sp2 = pickle.loads(pickle.dumps(learn.sparsifier))
         _same_masks(sp2, learn.sparsifier)

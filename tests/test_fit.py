@@ -2,16 +2,10 @@
 import math, torch, pytest
 from fastai.callback.core import Callback, CancelFitException
 from fastprune.all import *
-from conftest import make_learner
+from fastprune.report import report_summary
+from conftest import make_learner, assert_exact as _exact
 
 def _quiet(learn): return learn.no_bar()
-
-def _exact(sp, target, zeros_match=True):
-    for l in sp.layers:
-        assert l.n_pruned == min(math.floor(target/100*l.n_groups+0.5), l.n_groups-1), l
-        zeros = sp.granularity.reduce((l.weight == 0).float()).flatten() == 1
-        assert not (zeros.logical_not() & ~l.mask.flatten()).any(), l.name  # every pruned group is zero
-        if zeros_match: assert torch.equal(zeros, ~l.mask.flatten()), l.name  # and nothing else is
 
 def test_fit_one_cycle_defaults_reach_target_exactly():
     learn = make_learner()

@@ -1,6 +1,9 @@
 "Callbacks, schedules, criteria and granularities pickle and deep-copy"
 import copy, pickle, pytest, torch
 from fastprune.all import *
+from fastprune.criteria import criteria
+from fastprune.granularity import granularities
+from fastprune.schedules import schedules
 from conftest import make_learner
 
 @pytest.mark.parametrize('obj', [*schedules.values(), Iterative(5), OneCycle(beta=6), *criteria.values(), *granularities.values()], ids=lambda o: getattr(o, '__name__', None) or repr(o))
@@ -14,7 +17,7 @@ def test_registry_objects_roundtrip(obj):
 def test_callback_pickles_before_and_after_fit():
     cb = SparsifyCallback(70, 'kernel', criteria='movement', schedule=Iterative(4))
     cb2 = pickle.loads(pickle.dumps(cb))
-    assert cb2.schedule.n == 4 and cb2.criteria is get_criterion('movement')
+    assert cb2.schedule.n == 4 and cb2.config.criteria is get_criterion('movement')
     learn = make_learner(n_train=128)
     with learn.no_bar(): learn.fit(1, 1e-3, cbs=cb)
     cb3 = pickle.loads(pickle.dumps(cb))

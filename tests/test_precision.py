@@ -5,23 +5,7 @@ from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.torch_core import params, to_float
 from fastprune.all import *
-from conftest import make_learner, small_convnet
-
-def _exact(sp, target):
-    "Every layer has its target count of groups pruned, all of them exactly zero, and nothing else is"
-    for l in sp.layers:
-        assert l.n_pruned == min(round(target/100*l.n_groups), l.n_groups-1), l
-        zeros = sp.granularity.reduce((l.weight == 0).float()) == 1
-        assert torch.equal(zeros, ~l.mask), l.name
-
-class Dead(Callback):
-    "After every step, pruned weights are exactly zero in the fp32 weights the optimizer updates"
-    order = SparsifyCallback.order+1
-    def before_fit(self): self.n = 0
-    def after_step(self):
-        for l in self.learn.sparsifier.layers:
-            assert l.weight.dtype == torch.float32
-            if l.mask is not None: assert (l.weight[~l.mask.expand(l.shape)] == 0).all(); self.n += 1
+from conftest import make_learner, small_convnet, assert_exact as _exact, CheckDead as Dead
 
 class ConvDtype(Callback):
     "The dtype the first convolution computes in, during training"

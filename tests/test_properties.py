@@ -3,6 +3,7 @@ import math, pytest, torch
 from torch import nn
 from hypothesis import given, settings, strategies as st, HealthCheck
 from fastprune.all import *
+from fastprune.schedules import schedules
 
 def _round(x): return math.floor(x + 0.5)
 

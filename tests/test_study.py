@@ -4,7 +4,7 @@ import numpy as np, pandas as pd, pytest, torch
 import fastprune.study as study
 from fastprune.study import *
 from fastprune.data import datasets
-from fastprune.learner import MissingWeightsError
+from fastprune.learner import MissingWeightsError, check_weights
 from fastprune.cli import main
 
 TINY = dict(sparsities=[0, 50], seeds=[0, 1], epochs=1, size=16, n_per_class=5, n_valid=40, bs=16)
@@ -62,18 +62,18 @@ def test_paper_preset_dry_run():
 BAD = [(dict(archs='resnet9000'), ValueError, "unknown arch 'resnet9000'"),
        (dict(datasets='imagenet'), ValueError, "unknown data set 'imagenet': choose one of"),
        (dict(arms=['pretrained', 'finetuned']), ValueError, "unknown arm 'finetuned': choose one of ['pretrained', 'scratch']"),
-       (dict(sparsities=[0, 100.5]), ValueError, 'sparsity must be [0, 100], got 100.5'),
-       (dict(sparsities=[-1]), ValueError, 'sparsity must be [0, 100], got -1'),
+       (dict(sparsities=[0, 100.5]), ValueError, 'sparsity must be a number in [0, 100], got 100.5'),
+       (dict(sparsities=[-1]), ValueError, 'sparsity must be a number in [0, 100], got -1'),
        (dict(sparsities=[True]), TypeError, 'sparsity must be a number'),
        (dict(sparsities=[]), ValueError, 'no sparsity given'),
-       (dict(epochs=0), ValueError, 'epochs must be >= 1, got 0'),
-       (dict(epochs=2.5), TypeError, 'epochs must be an int'),
+       (dict(epochs=0), ValueError, 'epochs must be an int >= 1, got 0'),
+       (dict(epochs=2.5), ValueError, 'epochs must be an int >= 1, got 2.5'),
        (dict(granularities='block'), ValueError, "unknown granularity 'block'"),
        (dict(contexts='layer'), ValueError, "unknown context 'layer': choose one of ['global', 'local']"),
        (dict(schedules='cubic'), ValueError, "unknown schedule 'cubic'"),
        (dict(schedules=print), TypeError, 'schedule must be given by name'),
-       (dict(seeds=[-1]), ValueError, 'seed must be >= 0'),
-       (dict(lr=-1e-3), ValueError, 'lr must be > 0'),
+       (dict(seeds=[-1]), ValueError, 'seed must be an int >= 0'),
+       (dict(lr=-1e-3), ValueError, 'lr must be a number > 0'),
        (dict(lr=dict(pretrained=1e-3)), ValueError, "no rate for arm(s) ['scratch']"),
        (dict(lr=dict(pretrained=1e-3, scratch=1e-2, finetuned=1.)), ValueError, "unknown arm(s) ['finetuned']"),
        (dict(end_pct=0.), ValueError, 'start_pct < end_pct'),
@@ -255,7 +255,7 @@ def test_cli_dry_run(tmp_path):
 
 def test_cli_bad_input():
     for args,msg in [(['--sparsities', '0,120'], '[0, 100], got 120'), (['--datasets', 'nope'], "unknown data set 'nope'"),
-                     (['--epochs', '0'], 'epochs must be >= 1'), (['--lr', 'x'], 'expected a number'), (['--arms', 'both'], "unknown arm 'both'")]:
+                     (['--epochs', '0'], 'epochs must be an int >= 1'), (['--lr', 'x'], 'expected a number'), (['--arms', 'both'], "unknown arm 'both'")]:
         rc,_,err = run_main(['study'] + args)
         assert rc == 2 and msg in err, err
 
