@@ -144,14 +144,18 @@ def table(cols, rows):
 def fmt_bytes(n): return f'{n/2**20:.2f} MiB' if n >= 2**20 else f'{n/2**10:.1f} KiB'
 def pct(a, b): return f'{100*a/b:.1f} %'
 
-def header(args):
+def environment(extra:str=''):
+    "The command, the machine, the library versions and the load: the lines every benchmark's output starts with"
     cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name')), platform.processor() or '?')
-    print('# fastprune overhead benchmark\n')
     print(f'- command: `{shlex.join(getattr(sys, "orig_argv", [sys.executable] + sys.argv))}`')
     print(f'- machine: {cpu}, {os.cpu_count()} logical cores ({len(os.sched_getaffinity(0))} usable), {platform.system()} {platform.release()}')
     print(f'- torch {torch.__version__} ({torch.get_num_threads()} threads), torchvision {torchvision.__version__}, fastai {fastai.__version__}, '
-          f'fastprune {fastprune.__version__}, Python {platform.python_version()}')
+          f'fastprune {fastprune.__version__}{", " + extra if extra else ""}, Python {platform.python_version()}')
     print(f'- load average at start (1/5/15 min): {" / ".join(f"{v:.2f}" for v in os.getloadavg())}')
+
+def header(args):
+    print('# fastprune overhead benchmark\n')
+    environment()
     print(f'- mode: {_mode(args)}; SparsifyCallback(sparsity={SPARSITY:g}) with its defaults (weight, local, large_final, one_cycle, min_delta={MIN_DELTA:g}), '
           f'fastai Adam, lr {LR:g}, batch {BS}, 32x32 digits (scikit-learn, upscaled), seed {SEED}\n')
 

@@ -22,6 +22,7 @@ class Criterion:
         fn, # Callable returning one non-negative score per weight
         needs_init:bool=False, # Scores need the weights as they were when pruning began
         needs_grad:bool=False, # Scores need the current gradient
+        nonnegative:bool=False, # Never a negative score, by construction (global LAMP then needs no check)
     ): store_attr()
     def __call__(self, w:Tensor, init:Tensor|None=None, grad:Tensor|None=None, generator:torch.Generator|None=None)->Tensor:
         if self.needs_init and init is None: raise ValueError(f'criterion {self.name!r} needs the initial weights')
@@ -49,7 +50,7 @@ def _movement(w, init, **kw): return (w.detach()-init).abs()
 def _taylor(w, grad, **kw): return (w.detach()*grad).abs()
 def _random(w, generator=None, **kw): return torch.rand(w.shape, generator=generator).to(w.device)
 
-for _c in [Criterion('large_final', _large_final), Criterion('random', _random),
-           Criterion('large_init', _large_init, needs_init=True), Criterion('movement', _movement, needs_init=True),
-           Criterion('taylor', _taylor, needs_grad=True)]:
+for _c in [Criterion('large_final', _large_final, nonnegative=True), Criterion('random', _random, nonnegative=True),
+           Criterion('large_init', _large_init, needs_init=True, nonnegative=True), Criterion('movement', _movement, needs_init=True, nonnegative=True),
+           Criterion('taylor', _taylor, needs_grad=True, nonnegative=True)]:
     register_criterion(_c)

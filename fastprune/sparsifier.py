@@ -10,22 +10,24 @@ import math, warnings, fnmatch
 from fastcore.basics import store_attr, patch, GetAttr
 from fastcore.foundation import L
 from fastcore.meta import delegates
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn, Tensor
 from .core import *
 from .granularity import *
 from .criteria import *
 
 # %% auto #0
-__all__ = ['smallest', 'smallest_by_size', 'select', 'check_sparsity', 'PrunedLayer', 'normalize_scores', 'PruneConfig',
-           'Sparsifier', 'optimizer_states']
+__all__ = ['smallest', 'smallest_by_size', 'select', 'check_sparsity', 'PrunedLayer', 'lamp_scores', 'normalize_scores',
+           'sum_squares', 'lamp_select', 'PruneConfig', 'Sparsifier', 'optimizer_states']
 
 # %% ../nbs/03_sparsifier.ipynb #fa0b6138
-def _smallest_exact(scores:Tensor, k:int)->Tensor:
-    "The `k` smallest of `scores` (0 < k < n), from `kthvalue`, ties broken by lowest index"
+def _smallest_exact(scores:Tensor, k:int)->tuple:
+    "The `k` smallest of `scores` (0 < k < n), from `kthvalue`, ties broken by lowest index; and the largest of them"
     t = scores.kthvalue(k).values
     less,eq = scores < t, scores == t
-    return less | (eq & (eq.cumsum(0) <= k - torch.count_nonzero(less)))
+    return less | (eq & (eq.cumsum(0) <= k - torch.count_nonzero(less))),float(t)
 
 def _all(m:Tensor)->bool: return bool(m.view(torch.uint8).min())  # `Tensor.all` on bool is slow on CPU
 
@@ -44,13 +46,17 @@ def smallest(scores:Tensor, # 1-d scores
              k:int, # How many to take
              cand:Tensor|None=None, # Boolean mask of the entries that may be taken (default: all)
              n_cand:int|None=None, # `cand.sum()`, when the caller knows it
-            )->Tensor:
+             with_threshold:bool=False, # Also return the largest score taken (-inf if none)
+            ):
     "Boolean mask of the `k` smallest entries of `scores` (among `cand`), ties broken by lowest index"
     n = scores.numel()
     if n_cand is None: n_cand = n if cand is None else int(torch.count_nonzero(cand))
     k = min(k, n_cand)
-    if k <= 0: return torch.zeros(n, dtype=torch.bool, device=scores.device)
-    if k == n_cand: return torch.ones(n, dtype=torch.bool, device=scores.device) if cand is None else cand.clone()
+    def out(m, t): return (m, t) if with_threshold else m
+    if k <= 0: return out(torch.zeros(n, dtype=torch.bool, device=scores.device), -math.inf)
+    if k == n_cand:
+        m = torch.ones(n, dtype=torch.bool, device=scores.device) if cand is None else cand.clone()
+        return out(m, float(scores.max() if cand is None else scores[cand].max()))
     if n >= 16*_SAMPLE:  # large: select among the candidates under a bound, when it holds enough of them
         b = _bound(scores, k, cand, n_cand)
         if b is not None:
@@ -59,10 +65,11 @@ def smallest(scores:Tensor, # 1-d scores
             idx = under.view(torch.uint8).nonzero().squeeze(1)  # faster than on bool
             if k <= idx.numel() < 3*n//4:
                 res = torch.zeros(n, dtype=torch.bool, device=scores.device)
-                res[idx[_smallest_exact(scores[idx], k) if k < idx.numel() else slice(None)]] = True
-                return res
+                sub,t = _smallest_exact(scores[idx], k) if k < idx.numel() else (slice(None), float(scores[idx].max()))
+                res[idx[sub]] = True
+                return out(res, t)
     if cand is not None: scores = torch.where(cand, scores, torch.tensor(math.inf, device=scores.device))
-    return _smallest_exact(scores, k)
+    return out(*_smallest_exact(scores, k))
 
 # %% ../nbs/03_sparsifier.ipynb #60f1a260
 def smallest_by_size(scores:Tensor, sizes:Tensor, target:int)->Tensor:
@@ -152,11 +159,11 @@ def _bn_by_trace(model, layers, inputs):
 # %% ../nbs/03_sparsifier.ipynb #5bab8588
 _norms = ('mean', 'lamp', 'none')
 
-def _lamp(s:Tensor)->Tensor:
-    "LAMP scores (Lee et al. 2021): s² over the sum of s² of every entry at least as large"
-    srt,idx = s.float().sort()  # the sort is most of the cost: done once, in float32; the sums in float64
+def lamp_scores(s:Tensor)->Tensor:
+    "LAMP scores (Lee et al. 2021): s² over the sum of s² of every entry at least as large (so equal scores get equal LAMP scores)"
+    srt,idx = s.float().sort()  # done once, in float32; the sums in float64
     sq = srt.double()**2
-    tail = sq.flip(0).cumsum(0).flip(0)
+    tail = sq.flip(0).cumsum(0).flip(0)[torch.searchsorted(srt, srt, side='left')]  # ties share the tail of the first of them
     res = torch.empty_like(s, dtype=torch.float32)
     res[idx] = (sq/tail.clamp_min(1e-300)).float()
     return res
@@ -164,9 +171,260 @@ def _lamp(s:Tensor)->Tensor:
 def normalize_scores(s:Tensor, how:str)->Tensor:
     "Make a layer's group scores comparable with other layers' for a global ranking"
     if how == 'none': return s
-    if how == 'lamp': return _lamp(s)
+    if how == 'lamp': return lamp_scores(s)
     m = s.mean()
     return s/m if m > 0 else s
+
+# %% ../nbs/03_sparsifier.ipynb #c056042f
+_LAMP_SAMPLE = 8192  # at most this many scores sampled per layer (and per gathered window) to place the windows of exact LAMP scores
+_LAMP_DIRECT = 8192  # a layer, or a gathered window, this small is sorted whole
+_CHUNK = 1 << 20  # entries squared at a time in float64 (the scratch buffer's size)
+
+def _n_sample(n:int, c:float=4.)->int: return min(n, _LAMP_SAMPLE, max(1024, int(c*math.sqrt(n))))  # a sort of the sample, against the entries a wider window gathers
+
+def sum_squares(t:Tensor, scratch:Tensor|None=None)->float:
+    "The sum of the squares of `t`, squared and added in float64 (through `scratch`, a float64 buffer, a chunk at a time)"
+    t = t.reshape(-1)
+    if scratch is None: return float(torch.linalg.vector_norm(t, dtype=torch.float64))**2
+    res = 0.
+    for o in range(0, t.numel(), scratch.numel()):
+        b = scratch[:min(scratch.numel(), t.numel() - o)]
+        b.copy_(t[o:o + b.numel()])
+        res += float(torch.dot(b, b))
+    return res
+
+def _f32(x:float)->float: return float(np.float32(x))
+
+def _sort_nonneg(x:Tensor, dim:int=-1)->tuple:
+    "`x.sort(dim)` for non-negative floats, through their bit patterns: on CPU, integers sort several times faster"
+    v,o = x.view(torch.int32).sort(dim=dim, stable=True)
+    return v.view(x.dtype),o
+
+def _lamp_curves(samples:list, weights:list, above:list|None=None)->tuple:
+    "Sorted samples (rows of a matrix padded with inf), their approximate LAMP scores, and the sort orders: each point stands for its row's weight, over the sum of squares `above` the sample"
+    lens = torch.tensor([v.numel() for v in samples])
+    v,o = _sort_nonneg(nn.utils.rnn.pad_sequence(samples, batch_first=True, padding_value=math.inf), 1)
+    valid = torch.arange(v.shape[1])[None] < lens[:, None]
+    sq = torch.where(valid, v.double()**2, 0.)
+    w = torch.tensor(weights, dtype=torch.float64)[:, None]
+    tail = w*(sq.sum(1, keepdim=True) - sq.cumsum(1) + sq) + (0. if above is None else torch.tensor(above, dtype=torch.float64)[:, None])
+    lamp = torch.where(valid, sq/tail.clamp_min(sq).clamp_min(1e-300), math.inf).cummax(1).values
+    return v,lamp,o,lens.tolist()
+
+def _cut(vs:Tensor, lamp:Tensor, tau:float, grow_lo:float, grow_hi:float)->tuple:
+    "Sample ranks `(lo, hi)` around where `tau` cuts the curve `lamp` of sorted sample `vs`, three standard deviations of a rank (times `grow_*`) away"
+    m = vs.numel()
+    r = int(torch.searchsorted(lamp, torch.tensor(tau, dtype=lamp.dtype)))
+    d = 3*math.sqrt(max(r, 1)*max(1 - r/m, 1/m)) + 4
+    return r - math.ceil(grow_lo*d),r + math.ceil(grow_hi*d)
+
+def _threshold_for(curves:list, cands:list, wts:list, k:float)->float:
+    "About the LAMP value at which the candidate points of the sorted `curves` (one per layer; `cands` their candidate flags or None), each standing for its curve's weight in `wts`, add up to `k`"
+    if not curves or not sum(c.numel() for c in curves): return math.inf
+    m = nn.utils.rnn.pad_sequence(curves, batch_first=True, padding_value=math.inf)
+    flags = nn.utils.rnn.pad_sequence([torch.ones(c.numel(), dtype=torch.bool) if f is None else f for c,f in zip(curves, cands)], batch_first=True)
+    cum = torch.cat([torch.zeros(len(curves), 1), flags.cumsum(1, dtype=torch.float64)], 1)  # candidates among the first j points
+    w = torch.tensor(wts, dtype=torch.float64)
+    fin = m[torch.isfinite(m)]
+    lo,hi = float(fin.min()),float(fin.max())
+    for _ in range(32):  # bisection, every curve searched at once (an estimate: 32 halvings are plenty)
+        mid = (lo + hi)/2
+        pos = torch.searchsorted(m, torch.full((len(curves), 1), mid, dtype=m.dtype), right=True)
+        if float((cum.gather(1, pos).squeeze(1)*w).sum()) >= k: hi = mid
+        else: lo = mid
+    return hi
+
+class _LampLayer:
+    "One layer of `lamp_select`: its sample, the entries gathered around the cut (a1 < s <= b1), and the sorted window (a2 < s <= b2) inside them"
+    def __init__(self, s:Tensor, cand:Tensor|None, n_cand:int, scratch:Tensor|None):
+        self.s,self.cand,self.n,self.n_cand,self.scratch = s,cand,s.numel(),n_cand,scratch
+        self.small = self.n <= _LAMP_DIRECT  # sorted whole, from the start
+        self.grow = [1., 1., 1., 1.]  # margins: gathered below, above; sorted below, above
+        self.ab1 = self.ab2 = None
+
+    def gather(self, tau:float):
+        "Read the layer once: the sum of squares above a1, the candidates below it (taken whole), and the entries from a1 to b1"
+        if self.small: return  # whole from the start (`_whole`)
+        else:
+            lo,hi = _cut(self.vs, self.lamp, tau, *self.grow[:2])
+            m = self.vs.numel()
+            a,b = (self.vs[lo].item() if lo > 0 else -math.inf),(self.vs[hi].item() if hi < m-1 else math.inf)
+        if (a,b) == self.ab1: return
+        self.ab1,self.ab2,s,cand = (a,b),None,self.s,self.cand
+        # masks from `threshold` and `.bool()`: on CPU these are several times faster than comparisons that output bool
+        t = s if a == -math.inf else F.threshold(s, a, 0.)  # scores above a (a is a sampled score, so not negative), else 0
+        up = None if a == -math.inf else t.bool()
+        self.s_up = sum_squares(t, self.scratch)
+        self.rest = up if cand is None else (cand if up is None else cand & up)  # candidates above a1: those not taken, once the window's are removed
+        self.n_below1 = 0 if up is None else self.n_cand - (int(self.rest.count_nonzero()))
+        above = None if b == math.inf else F.threshold(t, b, 0.).bool()
+        win = up if above is None else (~above if up is None else up ^ above)  # above b lies inside above a
+        self.idx1 = torch.arange(self.n, device=s.device) if win is None else win.view(torch.uint8).nonzero().squeeze(1)
+        self.v1 = s if win is None else s[self.idx1]
+        self.c1 = cand if win is None or cand is None else cand[self.idx1]
+        self.sq1 = self.v1.double()**2
+        self.direct = self.v1.numel() <= _LAMP_DIRECT  # sorted whole
+        self.s_above1 = self.s_up - float(self.sq1.sum())
+
+    def place(self, vs1:Tensor, lamp1:Tensor, cs1:Tensor|None, w1:float):
+        "The sample of the gathered entries, and its curve, that place the window"
+        self.vs1,self.lamp1,self.cs1,self.w1 = vs1,lamp1,cs1,w1
+
+    def window(self, tau:float|None):
+        "Exact LAMP scores of the gathered entries from a2 to b2, the candidates from a1 to a2, and bounds for all the others (all of them, when `direct`)"
+        if self.direct: a,b = self.ab1
+        else:
+            lo,hi = _cut(self.vs1, self.lamp1, tau, *self.grow[2:])
+            m = self.vs1.numel()
+            a = self.vs1[lo].item() if lo > 0 else self.ab1[0]
+            b = self.vs1[hi].item() if hi < m-1 else self.ab1[1]
+        if (a,b) == self.ab2: return
+        self.ab2,v1 = (a,b),self.v1
+        mid = ~F.threshold(v1, a, 0.).bool() if a > self.ab1[0] else None  # gathered, but below the window: taken whole (a >= 0, a sampled score)
+        self.s_up2 = self.s_up - (0. if mid is None else float(self.sq1[mid].sum()))
+        self.mid = None if mid is None else (mid if self.c1 is None else mid & self.c1)
+        self.n_below = self.n_below1 + (0 if self.mid is None else int(self.mid.count_nonzero()))
+        above = None if b == self.ab1[1] else F.threshold(v1, b, 0.).bool()
+        if mid is None and above is None: j = None
+        else:
+            inw = ~above if mid is None else (~mid if above is None else ~mid ^ above)  # above b lies inside above a
+            j = inw.view(torch.uint8).nonzero().squeeze(1)
+        vs,o = _sort_nonneg(v1 if j is None else v1[j])
+        self.j = o if j is None else j[o]  # positions in the gathered entries, by score
+        sq = self.sq1[self.j]
+        cs = sq.cumsum(0)
+        before = torch.cat([sq.new_zeros(1), cs[:-1]])[torch.searchsorted(vs, vs, side='left')]  # ties: what is below the first of them
+        self.wlamp = (sq/(self.s_up2 - before).clamp_min(1e-300)).float()
+        self.wc = None if self.c1 is None else self.c1[self.j]
+        rest = self.s_up2 - (float(cs[-1]) if len(cs) else 0.)
+        # a sampled score bounds the window: some entries lie below it (or above), and none of them scores more (or less) than this
+        self.ub = (a*a/self.s_up2 if self.s_up2 > 0 else math.inf) if a > -math.inf else None
+        self.lb = (b*b/rest if rest > 0 else 0.) if b < math.inf else None
+    def cand_wlamp(self)->Tensor:
+        "The window's candidates' LAMP scores (by score), and their indices in the layer: computed once per window"
+        if getattr(self, '_cands_for', None) is not self.wlamp:
+            nz = None if self.wc is None else self.wc.view(torch.uint8).nonzero().squeeze(1)
+            j = self.j if nz is None else self.j[nz]
+            self._cw,self._ci,self._cands_for = (self.wlamp if nz is None else self.wlamp[nz]),(j if self.idx1 is None else self.idx1[j]),self.wlamp
+        return self._cw
+    def cand_widx(self)->Tensor: self.cand_wlamp(); return self._ci
+
+    def rest_mask(self, taken:Tensor)->Tensor:
+        "The candidates not taken, given the window's taken entries (indices in the layer)"
+        res = torch.ones(self.n, dtype=torch.bool, device=self.s.device) if self.rest is None else self.rest.clone() if self.rest is self.cand else self.rest
+        if self.mid is not None: res[self.idx1[self.mid]] = False
+        res[taken] = False
+        return res
+
+def _whole(ls:list):
+    "Set up small layers `ls` to be sorted whole, in one batch: every entry gathered, with the sum of its squares"
+    if not ls: return
+    sq = torch.cat([l.s for l in ls]).double()**2
+    cs = torch.cat([sq.new_zeros(1), sq.cumsum(0)])
+    offs = np.cumsum([0] + [l.n for l in ls])
+    for l,lo,hi in zip(ls, offs[:-1], offs[1:]):
+        l.ab1,l.v1,l.c1,l.idx1,l.sq1,l.rest,l.n_below1,l.direct = (-math.inf, math.inf),l.s,l.cand,None,sq[lo:hi],l.cand,0,True
+        l.s_up,l.s_above1 = float(cs[hi] - cs[lo]),0.
+
+def _direct_windows(ls:list):
+    "The windows of layers whose gathered entries are sorted whole (`direct`), all in one sort: exact LAMP scores, and bounds for the rest"
+    todo = [l for l in ls if l.ab2 != l.ab1]
+    if not todo: return
+    lens = torch.tensor([l.v1.numel() for l in todo])
+    seg = torch.repeat_interleave(torch.arange(len(todo)), lens)
+    key = (seg << 31) | torch.cat([l.v1 for l in todo]).view(torch.int32).to(torch.int64)  # by layer, then by score (non-negative: its bits sort as it does)
+    key,o = key.sort()
+    offs = torch.cat([lens.new_zeros(1), lens.cumsum(0)])
+    sq = torch.cat([l.sq1 for l in todo])[o]
+    cs = sq.cumsum(0)
+    excl = torch.cat([sq.new_zeros(1), cs[:-1]])
+    base = excl[offs[:-1].clamp_max(max(len(excl)-1, 0))] if len(excl) else excl
+    before = excl[torch.searchsorted(key, key, side='left')] - base[seg]  # in its layer, what is below the first of its ties
+    s_up = torch.tensor([l.s_up for l in todo], dtype=torch.float64)[seg]
+    lamp = (sq/(s_up - before).clamp_min(1e-300)).float()
+    for i,l in enumerate(todo):
+        a,b = l.ab2 = l.ab1
+        lo,hi = int(offs[i]),int(offs[i+1])
+        l.s_up2,l.mid,l.n_below = l.s_up,None,l.n_below1
+        l.j,l.wlamp = o[lo:hi] - lo,lamp[lo:hi]
+        l.wc = None if l.c1 is None else l.c1[l.j]
+        l.ub = (a*a/l.s_up if l.s_up > 0 else math.inf) if a > -math.inf else None
+        l.lb = (b*b/l.s_above1 if l.s_above1 > 0 else 0.) if b < math.inf else None
+
+def _place(ls:list):
+    "Sample the gathered entries of layers `ls`, all at once, to place their sorted windows"
+    todo = [l for l in ls if getattr(l, 'placed_for', None) is not l.ab1]
+    for l in [l for l in todo if not l.v1.numel()]: l.place(l.v1, l.v1.double(), None if l.c1 is None else l.c1, 1.); l.placed_for = l.ab1
+    todo = [l for l in todo if l.v1.numel()]
+    if not todo: return
+    sts = [max(1, l.v1.numel()//_n_sample(l.v1.numel(), 8.)) for l in todo]  # the window it places is sorted: a larger sample pays
+    wts = [l.v1.numel()/-(-l.v1.numel()//st) for l,st in zip(todo, sts)]
+    v,lamp,o,lens = _lamp_curves([l.v1[::st] for l,st in zip(todo, sts)], wts, [l.s_above1 for l in todo])
+    for i,(l,st,w) in enumerate(zip(todo, sts, wts)):
+        n = lens[i]
+        l.place(v[i, :n], lamp[i, :n], None if l.c1 is None else l.c1[::st][o[i, :n]], w)
+        l.placed_for = l.ab1
+
+def lamp_select(scores:list, # One 1-d tensor of (non-negative) scores per layer
+                k:int, # How many to select
+                cands:list|None=None, # One boolean mask per layer of the entries that may be selected (None: all of them)
+                with_tops:bool=False, # Also return, per layer, whether the selection may hold its best-scored entry
+                n_cands:list|None=None, # The number of candidates of each layer, when the caller knows them
+                scratch:Tensor|None=None, # A float64 buffer to square scores in, a chunk at a time (fewer allocations)
+               )->list:
+    "For each layer, its candidates *not* selected among the `k` with the smallest LAMP scores across layers (ties broken by lowest index over the layers in order): the complement of `smallest` of the concatenated `lamp_scores`, without sorting every layer"
+    cands = cands if cands is not None else [None]*len(scores)
+    n_cands = [s.numel() if c is None else int(c.count_nonzero()) for s,c in zip(scores, cands)] if n_cands is None else n_cands
+    def out(rest, tops): return (rest, tops) if with_tops else rest
+    if k <= 0: return out([torch.ones_like(s, dtype=torch.bool) if c is None else c.clone() for s,c in zip(scores, cands)], [False]*len(scores))
+    if k >= sum(n_cands): return out([torch.zeros_like(s, dtype=torch.bool) for s in scores], [True]*len(scores))
+    ls = [_LampLayer(s, c, n, scratch) for s,c,n in zip(scores, cands, n_cands)]
+    offs = np.cumsum([0] + [l.n for l in ls])
+    small,big = [l for l in ls if l.small],[l for l in ls if not l.small]
+    _whole(small); _direct_windows(small)  # exact from the start
+    def exact_curves(ls):  # the exact candidate scores of windows sorted whole, sampled, as curves with weights
+        return [(c[::st],c.numel()/-(-c.numel()//st)) for c in (l.cand_wlamp() for l in ls) if c.numel() for st in [max(1, c.numel()//1024)]]
+    ex = exact_curves(small)
+    if big:
+        sts = [max(1, l.n//_n_sample(l.n)) for l in big]
+        wts = [l.n/-(-l.n//st) for l,st in zip(big, sts)]
+        v,lamp,o,lens = _lamp_curves([l.s[::st] for l,st in zip(big, sts)], wts)
+        for i,(l,st,w) in enumerate(zip(big, sts, wts)):
+            l.vs,l.lamp,l.w = v[i, :lens[i]],lamp[i, :lens[i]],w
+            l.c = None if l.cand is None else l.cand[::st][o[i, :lens[i]]]
+        tau = _threshold_for([l.lamp for l in big] + [e for e,_ in ex], [l.c for l in big] + [None]*len(ex), [l.w for l in big] + [w for _,w in ex], k)
+    else: tau = None
+    while True:
+        for l in big: l.gather(tau)
+        direct,second = [l for l in big if l.direct],[l for l in big if not l.direct]
+        _direct_windows(direct)
+        if second:  # place the second windows with the exact scores of the direct ones, and the samples of the others
+            _place(second)
+            ex = exact_curves(small + direct)
+            tau2 = _threshold_for([l.lamp1 for l in second] + [e for e,_ in ex], [l.cs1 for l in second] + [None]*len(ex),
+                                  [l.w1 for l in second] + [w for _,w in ex], k - sum(l.n_below1 for l in ls))
+            for l in second: l.window(tau2)
+        need = k - sum(l.n_below for l in ls)
+        vals,gidx = torch.cat([l.cand_wlamp() for l in ls]),torch.cat([l.cand_widx() + int(o) for l,o in zip(ls, offs)])
+        if need <= 0 or need > vals.numel():  # the windows start too high, or end too low
+            for l in ls:
+                if need <= 0 and l.n_below: l.grow[0] *= 4; l.grow[2] *= 4
+                if need > 0 and l.lb is not None: l.grow[1] *= 4; l.grow[3] *= 4
+            continue
+        t = float(vals.kthvalue(need).values) if need < vals.numel() else float(vals.max())
+        less,eq = vals < t,vals == t
+        tied = gidx[eq].sort().values  # ties at the threshold: the lowest indices over the layers go first
+        taken = torch.cat([gidx[less], tied[:need - int(less.count_nonzero())]])
+        bad = False
+        for l in ls:
+            if l.ub is not None and not _f32(l.ub*(1 + 1e-9)) < t: l.grow[2 if l.ab2[0] > l.ab1[0] else 0] *= 4; bad = True
+            if l.lb is not None and not _f32(l.lb*(1 - 1e-9)) > t: l.grow[3 if l.ab2[1] < l.ab1[1] else 1] *= 4; bad = True
+        if not bad: break
+    taken = taken.sort().values
+    cut = torch.searchsorted(taken, torch.tensor(offs, dtype=taken.dtype)).tolist()  # where each layer's taken entries start
+    rest = [l.rest_mask(taken[cut[i]:cut[i+1]] - int(offs[i])) for i,l in enumerate(ls)]
+    tops = [l.ab2[1] == math.inf and (l.wlamp.numel() == 0 or float(l.wlamp[-1]) <= t) for l in ls]  # the best entry is in the window, and low enough
+    return out(rest, tops)
 
 # %% ../nbs/03_sparsifier.ipynb #d2ca07b0
 _contexts = ('local', 'global')
@@ -206,7 +464,7 @@ class PruneConfig:
     def __eq__(self, o): return isinstance(o, PruneConfig) and self.as_dict() == o.as_dict()
     def __repr__(self): return f'PruneConfig({", ".join(f"{k}={v!r}" for k,v in self.as_dict().items())})'
 
-# %% ../nbs/03_sparsifier.ipynb #05b2e50e
+# %% ../nbs/03_sparsifier.ipynb #23f41042
 class Sparsifier(GetAttr):
     "The pruning state of `model`: selected layers, their masks, and how to choose what to prune"
     _default,_xtra = 'config',[k for k in PruneConfig._fields if k != 'layers']  # the settings read through to `config`
@@ -311,6 +569,7 @@ def _scores(self:Sparsifier, rerank:bool):
 
 @patch
 def _protect(self:Sparsifier, s:Tensor)->Tensor|None:
+    "The best-scored group of a layer (the first, among ties), which no target below 100 % empties; None with `allow_empty`"
     if self.allow_empty: return None
     p = torch.zeros_like(s, dtype=torch.bool)
     p[s.argmax()] = True
@@ -328,22 +587,65 @@ def _choose(self:Sparsifier, ts:list, rerank:bool)->list:
         # only a target of every group can empty a layer: the best-scored group is protected then
         pr = [select(s, k, pruned=self._prev(l, rerank), protect=self._protect(s) if k >= l.n_groups else None, rising=t >= l.target)
               for k,t,s,l in zip(ks, ts, scores, self.layers)]
-    else:
-        ns = [normalize_scores(s, self.normalize) for s in scores]
-        cat = torch.cat([s.to(ns[0].device) for s in ns])
-        dev = cat.device
-        prev = [self._prev(l, rerank) for l in self.layers]
-        prev = None if all(p is None for p in prev) else torch.cat([(torch.zeros(l.n_groups, dtype=torch.bool) if p is None else p).to(dev) for p,l in zip(prev, self.layers)])
+        return [(~p).view(l.gshape).to(l.weight.device) for p,l in zip(pr, self.layers)]
+    return [k.view(l.gshape).to(l.weight.device) for k,l in zip(self._choose_global(scores, ts[0], rerank), self.layers)]
+
+@patch
+def _pick(self:Sparsifier, scores:list, k:int, cands:list, n_cands:list|None=None)->tuple:
+    "Each layer's candidates left once the `k` with the smallest normalised scores over all layers are taken (uniform group sizes); and the layers whose best group may be taken"
+    if self.normalize == 'lamp' and (self.criteria.nonnegative or all(s.numel() == 0 or float(s.amin()) >= 0 for s in scores)):
+        dev = scores[0].device
+        if getattr(self, '_scratch', None) is None or self._scratch.device != dev:  # a buffer that lives with the sparsifier: no page faults at each event
+            self._scratch = torch.empty(min(max(s.numel() for s in scores), _CHUNK), dtype=torch.float64, device=dev)
+        return lamp_select(scores, k, cands, with_tops=True, n_cands=n_cands, scratch=self._scratch)
+    ns = [normalize_scores(s, self.normalize) for s in scores]
+    c = None if all(x is None for x in cands) else torch.cat([torch.ones(s.numel(), dtype=torch.bool, device=s.device) if x is None else x for s,x in zip(scores, cands)])
+    sel,t = smallest(torch.cat(ns), k, c, with_threshold=True)
+    rest = ~sel if c is None else c ^ sel  # `sel` holds candidates only
+    return list(rest.split([s.numel() for s in scores])),[s.numel() > 0 and float(s.amax()) <= t for s in ns]
+
+@patch
+def _pick_protected(self:Sparsifier, scores:list, k:int, cands:list, n_cands:list|None=None)->list:
+    "`_pick`, where each layer's best group (`_protect`) is never taken unless `allow_empty`: it is looked for only in layers where the selection may reach it"
+    cands,kept,n_cands = list(cands),[],None if n_cands is None else list(n_cands)
+    while True:
+        rest,tops = self._pick(scores, k, cands, n_cands)
+        if self.allow_empty: return rest
+        redo = False
+        for l,(s,r,top) in enumerate(zip(scores, rest, tops)):
+            if not top: continue
+            p = int(normalize_scores(s, self.normalize).argmax())
+            if (cands[l] is None or cands[l][p]) and not r[p]:  # taken: take it out of the candidates, and choose again
+                cands[l] = torch.ones_like(r) if cands[l] is None else cands[l].clone()
+                cands[l][p],redo = False,True
+                kept.append((l, p))
+                if n_cands is not None: n_cands[l] -= 1
+        if not redo: break
+    for l,p in kept: rest[l][p] = True
+    return rest
+
+@patch
+def _choose_global(self:Sparsifier, scores:list, t:float, rerank:bool)->list:
+    "New flat keep-masks for the global target `t`, counted in parameters; pruned groups stay pruned while the target rises, and only they can revive while it falls"
+    layers = self.layers
+    target,rising = _round(t/100*self.n_params),t >= layers[0].target
+    gsz = layers.attrgot('group_size')
+    if len(set(gsz)) > 1:  # groups of several sizes: a ranking by size over every group, with `select`
+        ns,prev = [normalize_scores(s, self.normalize) for s in scores],[self._prev(l, rerank) for l in layers]
+        cat,dev = torch.cat(ns),ns[0].device
+        pc = None if all(p is None for p in prev) else torch.cat([torch.zeros(l.n_groups, dtype=torch.bool, device=dev) if p is None else p.to(dev) for p,l in zip(prev, layers)])
         prot = None if self.allow_empty else torch.cat([self._protect(s).to(dev) for s in ns])
-        gsz = self.layers.attrgot('group_size')
-        target = _round(ts[0]/100*self.n_params)
-        rising = ts[0] >= self.layers[0].target
-        if len(set(gsz)) == 1: sel = select(cat, _round(target/gsz[0]), pruned=prev, protect=prot, rising=rising)
-        else:
-            sizes = torch.cat([torch.full((l.n_groups,), l.group_size, dtype=torch.long, device=dev) for l in self.layers])
-            sel = select(cat, target, sizes=sizes, pruned=prev, protect=prot, rising=rising)
-        pr = list(sel.split(list(self.layers.attrgot('n_groups'))))
-    return [(~p).view(l.gshape).to(l.weight.device) for p,l in zip(pr, self.layers)]
+        sizes = torch.cat([torch.full((l.n_groups,), l.group_size, dtype=torch.long, device=dev) for l in layers])
+        return [~p for p in select(cat, target, sizes=sizes, pruned=pc, protect=prot, rising=rising).split(list(layers.attrgot('n_groups')))]
+    k = _round(target/gsz[0])
+    kept = [None if rerank or l.mask is None else l.mask.flatten() for l in layers]
+    n_kept = [l.n_groups if m is None else int(torch.count_nonzero(m)) for m,l in zip(kept, layers)]
+    done = sum(l.n_groups - n for n,l in zip(n_kept, layers))
+    every = lambda s: torch.ones_like(s, dtype=torch.bool)
+    if done == 0: return self._pick_protected(scores, k, [None]*len(layers))
+    if rising: return [every(s) if m is None else m for s,m in zip(scores, kept)] if k <= done else self._pick_protected(scores, k - done, kept, n_kept)
+    rest,_ = self._pick(scores, k, [~every(s) if m is None else ~m for s,m in zip(scores, kept)])  # pruned groups, of which `k` stay pruned
+    return [every(s) if m is None else m | r for s,m,r in zip(scores, kept, rest)]
 
 @patch
 def prune(self:Sparsifier,
@@ -494,7 +796,7 @@ def load_state_dict(self:Sparsifier, sd:dict):
 
 @patch
 def __getstate__(self:Sparsifier):
-    d = dict(self.__dict__); d.pop('_ts', None); d.pop('_ms', None)
+    d = dict(self.__dict__); d.pop('_ts', None); d.pop('_ms', None); d.pop('_scratch', None)
     return d
 @patch
 def __setstate__(self:Sparsifier, d): self.__dict__.update(d); self._cache()
