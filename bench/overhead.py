@@ -93,12 +93,12 @@ def machine_cpu()->tuple:
     hz = os.sysconf('SC_CLK_TCK')
     return (v[0]+v[1]+v[2]+v[5]+v[6])/hz,v[7]/hz
 
-def fit(factory, data, size, pruned:bool, acc:dict|None=None):
+def fit(factory, data, size, pruned:bool, acc:dict|None=None, context:str='local'):
     "One `fit_one_cycle` from the same seed and the same batches: (wall s, CPU s, pruning events, cores used by other processes); with `acc`, time the callback's calls into it"
     ep,ntr,nva = size
     set_seed(SEED)
     learn = Learner(make_dls(data, ntr, nva), factory(), loss_func=CrossEntropyLossFlat(), metrics=accuracy, lr=LR)
-    cbs = [SparsifyCallback(sparsity=SPARSITY)] if pruned else []
+    cbs = [SparsifyCallback(sparsity=SPARSITY, context=context)] if pruned else []
     gc.collect(); gc.disable()  # a collection inside one of the two arms would be noise
     try:
         with learn.no_bar(), learn.no_logging(), timers(timed if acc is not None else {}, acc):
@@ -169,15 +169,17 @@ def whole_fit(data, args):
           'median of each arm and median of the per-pair ratios. The CPU-time ratio uses process time (both threads), which is less sensitive to other load on the machine. '
           'The pruned fits run with timers around the callback\'s calls (section 6); they cost about a microsecond per call.\n')
     rows,res = [],{}
+    ctxs = ['local', 'global'] if args.context == 'both' else [args.context]
     for name,(factory,cfg) in archs.items():
+      for ctx in ctxs:
         size,pairs = cfg[_mode(args)],cfg['pairs'][args.quick]
-        for pruned in (False, True): fit(factory, data, (1, 2, 1), pruned)  # warm-up: oneDNN primitives, allocator, lazy imports
+        for pruned in (False, True): fit(factory, data, (1, 2, 1), pruned, context=ctx)  # warm-up: oneDNN primitives, allocator, lazy imports
         d,p,dc,pc,ev,acc,oth,bad,inside = [],[],[],[],0,{},[],0,[]
         for i in range(2*pairs):  # a pair disturbed by other processes is run again, up to `pairs` times
             if len(d) == pairs: break
             got,tmp = {},{}
             for pruned in ((False, True) if i % 2 == 0 else (True, False)):
-                got[pruned] = fit(factory, data, size, pruned, tmp if pruned else None)
+                got[pruned] = fit(factory, data, size, pruned, tmp if pruned else None, ctx)
             o = max(got[False][3], got[True][3]); oth.append(o)
             if o > args.noisy and bad < pairs and i < 2*pairs-1: bad += 1; continue
             (t,c,_,_),(tp,cp,ev,_) = got[False],got[True]
@@ -187,11 +189,12 @@ def whole_fit(data, args):
         pairs = len(d)
         rs = [b/a for a,b in zip(d, p)]
         ep,ntr,_ = size
-        res[name] = dict(ratio=median(rs), dense=median(d), pruned=median(p), steps=ep*ntr, events=ev, pairs=pairs, acc=acc, fit=sum(p)/pairs)
-        rows.append([name, f'{ep} x {ntr} = {ep*ntr}', ev, pairs, f'{median(d):.2f}', f'{median(p):.2f}', f'{median(p)/median(d):.3f}',
+        key = name if ctx == ctxs[0] else f'{name}, {ctx}'
+        res[key] = dict(ratio=median(rs), dense=median(d), pruned=median(p), steps=ep*ntr, events=ev, pairs=pairs, acc=acc, fit=sum(p)/pairs)
+        rows.append([name, ctx, f'{ep} x {ntr} = {ep*ntr}', ev, pairs, f'{median(d):.2f}', f'{median(p):.2f}', f'{median(p)/median(d):.3f}',
                      f'**{median(rs):.3f}**', f'{min(rs):.3f}-{max(rs):.3f}', f'{median(pc)/median(dc):.3f}',
                      f'{median(inside):.3f}', f'{median(oth):.2f} (max {max(oth):.2f})', bad])
-    table(['model', 'epochs x batches = steps', 'pruning events', 'pairs', 'dense fit (s)', 'pruned fit (s)', 'ratio of medians',
+    table(['model', 'context', 'epochs x batches = steps', 'pruning events', 'pairs', 'dense fit (s)', 'pruned fit (s)', 'ratio of medians',
            'median per-pair ratio', 'per-pair range', 'CPU-time ratio', 'in-callback ratio', 'other load (cores)', 'pairs rerun'], rows)
     print('`in-callback ratio`: pruned fit / (pruned fit - time spent inside the callback\'s events), median over the pruned fits: '
           'the overhead measured within each pruned fit, so it does not depend on the dense fits (it leaves out indirect costs such as caches the callback evicts). '
@@ -328,6 +331,7 @@ def main(argv=None):
     p.add_argument('--quick', action='store_true', help='a much shorter run (fewer batches and repeats): a smoke test, not a measurement')
     p.add_argument('--long', action='store_true', help='longer whole fits (section 1): 8 epochs of VGG16, 12 of MobileNetV2')
     p.add_argument('--model', action='append', choices=list(archs), help='benchmark only this model (repeat for several; default: all)')
+    p.add_argument('--context', choices=['local', 'global', 'both'], default='local', help='context of the whole fits of section 1 (default: %(default)s)')
     p.add_argument('--noisy', type=float, default=NOISY, help=f'other load (cores) above which a pair of fits is run again (default {NOISY}); raise it on a shared machine')
     p.add_argument('--profile', action='store_true', help='always print where the time goes (by default only when an overhead ratio exceeds 1.03)')
     args = p.parse_args(argv)

@@ -121,7 +121,7 @@ def before_fit(self:SparsifyCallback):
     sp.restore_events(origin.events)
     self._sparsifier = self.learn.sparsifier = sp
     self._rewind = getattr(self, '_rewind', None) if mine else None
-    self._cancelled,self._pruned,self._train_begun = False,False,False
+    self._cancelled,self._pruned,self._train_begun,self._held = False,False,False,False
     self._take_snapshot = self.config.criteria.needs_init and (fresh or any(l.init is None for l in sp.layers))
     if self._take_snapshot and resuming: warnings.warn(f'criterion {self.config.criteria.name!r} scores against the weights pruning started from, which no checkpoint holds: this resumed fit takes the loaded ones (resume with the callback that ran the interrupted fit to keep them)')
     if self.save_tickets is not None: self.save_tickets.mkdir(parents=True, exist_ok=True)
@@ -230,14 +230,16 @@ def before_step(self:SparsifyCallback):
     sp,st = self.sparsifier,self._step(self.sparsifier, self._iter())
     if st.due and not self._overflowed(sp):  # an overflowed step prunes on the next one
         sp.prune(st.targets, rerank=st.rerank)
-        sp.clear_state(self.opt)
+        self._held = sp.clear_state(self.opt)
         self._plan,self._pruned = st.plan,True
     sp.mask_grads()
 
 @patch
 def after_step(self:SparsifyCallback):
-    "Re-apply every mask after the optimizer's step; after a pruning event, rewind (lottery tickets) and save the ticket if asked"
+    "Re-apply every mask after the optimizer's step, and hold pruned second moments; after a pruning event, rewind (lottery tickets) and save the ticket if asked"
     self.sparsifier.apply()
+    # second moments decay with each step: back to the hold before they reach zero, and as soon as the optimizer has made them
+    if not self._held or self._iter() % 100 == 0: self._held = self.sparsifier.hold_moments(self.opt)
     if self._pruned:
         self._pruned = False
         if self.lth and self._rewind is not None: self._rewind_weights()

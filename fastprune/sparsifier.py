@@ -19,8 +19,9 @@ from .granularity import *
 from .criteria import *
 
 # %% auto #0
-__all__ = ['smallest', 'smallest_by_size', 'select', 'check_sparsity', 'PrunedLayer', 'lamp_scores', 'normalize_scores',
-           'sum_squares', 'lamp_select', 'PruneConfig', 'Sparsifier', 'optimizer_states']
+__all__ = ['second_moments', 'second_moment_hold', 'smallest', 'smallest_by_size', 'select', 'check_sparsity', 'PrunedLayer',
+           'lamp_scores', 'normalize_scores', 'sum_squares', 'lamp_select', 'PruneConfig', 'Sparsifier',
+           'optimizer_states']
 
 # %% ../nbs/03_sparsifier.ipynb #fa0b6138
 def _smallest_exact(scores:Tensor, k:int)->tuple:
@@ -126,7 +127,7 @@ class PrunedLayer:
         self.gshape = granularity.group_shape(self.shape)
         self.n_groups = self.gshape.numel()
         self.group_size = math.prod(self.shape)//self.n_groups
-        self.mask,self.init,self.partners = None,None,[]
+        self.mask,self.init,self.partners,self.revived = None,None,[],None  # `revived`: groups the last event brought back, until the optimizer state is cleared
         self.target = 0.  # the sparsity (percent) its mask was last chosen for: tells a rising target from a falling one
     @property
     def n_pruned(self)->int: return 0 if self.mask is None else self.n_groups - int(torch.count_nonzero(self.mask))
@@ -656,7 +657,12 @@ def prune(self:Sparsifier,
     ts = self.targets(sparsity)
     masks = self._choose(ts, rerank)
     self.events += 1
-    for l,m,t in zip(self.layers, masks, ts): l.mask,l.target = (None if _all(m) else m),t
+    for l,m,t in zip(self.layers, masks, ts):
+        new = None if _all(m) else m
+        back = l.mask is not None and (rerank or t < l.target)  # only a falling target, or a re-ranking, brings groups back
+        l.revived = (m & ~l.mask) if back else None
+        if l.revived is not None and not l.revived.any(): l.revived = None
+        l.mask,l.target = new,t
     self._cache()
     self.apply()
     return self
@@ -687,16 +693,50 @@ def mask_grads(self:Sparsifier):
     if gs:
         with torch.no_grad(): torch._foreach_mul_(*map(list, zip(*gs)))
 
+second_moments = ('sqr_avg', 'exp_avg_sq', 'max_exp_avg_sq', 'square_avg', 'sum')  # optimizer state that a step takes the square root of
+second_moment_hold = 1.  # the value a pruned weight's second moment is held at: its update is zero whatever it is (its gradient and first moment are)
+
+def _state_tensors(states:list, t:Tensor)->list:
+    "`(name, tensor)` of each piece of optimizer state (in the state dicts `states`) of parameter `t` that has its shape"
+    return [(k, v) for st in states for k,v in (st.get(t) or {}).items() if isinstance(v, Tensor) and v.shape == t.shape]
+
 @patch
-def clear_state(self:Sparsifier, opt):
-    "Zero the optimizer state (momentum, moments...) of pruned weights, for fastai and torch optimizers"
-    if not getattr(self, '_ts', None) or opt is None: return
+def hold_moments(self:Sparsifier, opt)->bool:
+    "Hold the second moments of pruned weights at `second_moment_hold`: PyTorch's CPU square root is about ten times slower on zeros than on other numbers"
+    made = False
+    if not getattr(self, '_ts', None) or opt is None: return made
     states = optimizer_states(opt)
     with torch.no_grad():
         for t,m in zip(self._ts, self._ms):
-            for st in states:
-                for v in (st.get(t) or {}).values():
-                    if isinstance(v, Tensor) and v.shape == t.shape: v.mul_(m)
+            for k,v in _state_tensors(states, t):
+                made = True
+                if k in second_moments: v.mul_(m).add_(m.logical_not(), alpha=second_moment_hold)
+    return made  # False until the optimizer has made its state (at its first step)
+
+@patch
+def clear_state(self:Sparsifier, opt)->bool:
+    "Clear the optimizer state of pruned weights (first moments and momentum to zero, second moments held, see `hold_moments`), and all of it for revived ones, for fastai and torch optimizers"
+    if opt is None: return False
+    states = optimizer_states(opt)
+    with torch.no_grad():
+        for t,m,r in self._masked_revived():
+            for k,v in _state_tensors(states, t):
+                if r is not None: v.mul_(r)  # revived: restart from nothing, as a new weight would
+                if k not in second_moments and m is not None: v.mul_(m)
+    for l in self.layers: l.revived = None
+    return self.hold_moments(opt)
+
+@patch
+def _masked_revived(self:Sparsifier)->list:
+    "`(tensor, mask or None, mask of what was not revived or None)` for every tensor a mask or a revival touches (weights and their partners)"
+    res = []
+    for l in self.layers:
+        if l.mask is None and l.revived is None: continue
+        m = None if l.mask is None else l.mask.view(torch.uint8)
+        nr = None if l.revived is None else (~l.revived).view(torch.uint8)
+        res.append((l.weight, m, nr))
+        for t in l.partners: res.append((t, None if m is None else m.view(-1), None if nr is None else nr.view(-1)))
+    return res
 
 def optimizer_states(opt)->list:
     "The per-parameter state dicts of `opt` and of the optimizers it wraps"
@@ -749,7 +789,7 @@ def adopt_zeros(self:Sparsifier):
     with torch.no_grad():
         for l in self.layers:
             alive = self.granularity.reduce((l.weight != 0).float()) > 0
-            l.mask = None if _all(alive) else alive
+            l.mask,l.revived = (None if _all(alive) else alive),None
     self._sync_targets()
     self._cache()
 
@@ -773,7 +813,7 @@ def rebind(self:Sparsifier, model:nn.Module, example_inputs=None)->Sparsifier:
 def strip(self:Sparsifier)->nn.Module:
     "Drop every mask and copy, leaving a plain model (its pruned weights stay zero)"
     self.apply()
-    for l in self.layers: l.mask,l.init,l.partners = None,None,[]
+    for l in self.layers: l.mask,l.init,l.partners,l.revived = None,None,[],None
     self._cache()
     return self.model
 

@@ -78,9 +78,9 @@ def assert_exact(sp, target, zeros_match=True):
 def _check_dead_cb():
     from fastai.callback.core import Callback
     from fastprune.callback import SparsifyCallback
-    from fastprune.sparsifier import optimizer_states
+    from fastprune.sparsifier import optimizer_states, second_moments, second_moment_hold
     class CheckDead(Callback):
-        "After every step (once SparsifyCallback has re-masked), pruned weights and their optimizer state are exactly zero, in weights of `dtype`"
+        "After every step (once SparsifyCallback has re-masked), pruned weights and their optimizer state are exactly zero (second moments: held, positive), in weights of `dtype`"
         order = SparsifyCallback.order+1
         def __init__(self, dtype=torch.float32): self.dtype,self.n = dtype,0
         def after_step(self):
@@ -92,7 +92,9 @@ def _check_dead_cb():
                 assert (l.weight[dead] == 0).all(), l.name
                 for st in states:
                     for k,v in (st.get(l.weight) or {}).items():
-                        if isinstance(v, torch.Tensor) and v.shape == l.weight.shape: assert (v[dead] == 0).all(), (l.name, k)
+                        if not (isinstance(v, torch.Tensor) and v.shape == l.weight.shape): continue
+                        if k in second_moments: assert ((v[dead] > 0) & (v[dead] <= second_moment_hold)).all(), (l.name, k)
+                        else: assert (v[dead] == 0).all(), (l.name, k)
                 self.n += 1
     return CheckDead
 

@@ -5,6 +5,7 @@ from functools import partial
 from fastai.callback.core import Callback
 from fastai.optimizer import SGD, Adam, OptimWrapper
 from fastprune.all import *
+from fastprune.sparsifier import optimizer_states
 from conftest import make_learner, small_convnet, CheckDead
 
 class CheckStepRevives(Callback):
@@ -65,3 +66,29 @@ def test_frozen_layers_are_pruned_but_not_trained():
     kept = w != 0
     assert torch.equal(w[kept], frozen[kept])  # the frozen layer did not train...
     assert abs((~kept).float().mean().item() - 0.5) < 0.01  # ...but it was pruned
+
+class CheckRevived(Callback):
+    "Right after each pruning event: every piece of optimizer state of a weight the event brought back is zero, as for a new weight"
+    order = SparsifyCallback.order + 1  # after its before_step (prune, clear_state)
+    def before_fit(self): self.prev,self.seen = None,0
+    def before_step(self):
+        sp = self.learn.sparsifier
+        masks = [None if l.mask is None else l.mask.clone() for l in sp.layers]
+        if self.prev is not None:
+            for l,old,new in zip(sp.layers, self.prev, masks):
+                if old is None: continue
+                back = (torch.ones_like(old) if new is None else new) & ~old
+                if not back.any(): continue
+                back = back.expand(l.shape)
+                for st in optimizer_states(self.learn.opt):
+                    for k,v in (st.get(l.weight) or {}).items():
+                        if isinstance(v, torch.Tensor) and v.shape == l.weight.shape: assert (v[back] == 0).all(), (l.name, k)
+                self.seen += int(back.sum())
+        self.prev = masks
+
+@pytest.mark.parametrize('opt', ['adam', 'torch_adamw'])
+def test_revived_weights_restart_from_nothing(opt):
+    learn = make_learner(n_train=256, opt_func=opts[opt])
+    rev = CheckRevived()
+    with learn.no_bar(): learn.fit(2, 1e-2, cbs=[SparsifyCallback(60, schedule='dsd'), rev])  # up to 60 %, then down again
+    assert rev.seen > 0
