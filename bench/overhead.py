@@ -215,7 +215,7 @@ def with_grads_and_state(m, data):
 
 def event_costs(data, args, fits):
     print('## 2. Cost of one pruning event\n')
-    print('One event of the callback is `sp.prune(s)` followed by `sp.clear_state(opt)` (pruned entries of the Adam moments set to zero). '
+    print('One event of the callback is `sp.prune(s)` followed by `sp.clear_state(opt)` (the first moments of pruned entries set to zero, their second moments held at 1). '
           f'Timed on masks already at 30 % sparsity, each event moving the target up by `min_delta` = {MIN_DELTA:g} points as the callback does, '
           'on a model with gradients and Adam state. Median over repeats; `events in fit` counts the events of the callback\'s rule (the schedule snapped to a grid of `min_delta` points, an event whenever that moves one group or more) '
           f'for the benchmarked fit and for a full-scale fit of {FULL_STEPS:,} steps (25 epochs of CIFAR10 at batch 64); `min_delta=0` is an event whenever one group moves, as fasterai does.\n')

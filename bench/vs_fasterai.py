@@ -19,13 +19,13 @@ def fasterai_or_exit():
         from fasterai.sparse.sparsifier import Sparsifier as FaSparsifier
         from fasterai.sparse.sparsify_callback import SparsifyCallback as FaCallback
         from fasterai.core.criteria import large_final
-        from fasterai.core.schedule import sched_onecycle
+        from fasterai.core.schedule import one_cycle
     except ImportError as e:
         print(f'fasterai is not installed ({e}). This benchmark compares against it; install it for the benchmark only:\n\n'
               '    pip install fasterai==0.4.1 --no-deps einops\n')
         sys.exit(0)
     if fasterai.__version__ != '0.4.1': print(f'note: fasterai {fasterai.__version__} is installed; the tables were made with 0.4.1\n')
-    return FaSparsifier,FaCallback,large_final,sched_onecycle
+    return FaSparsifier,FaCallback,large_final,one_cycle
 
 if __name__ == '__main__': FA = fasterai_or_exit()
 
@@ -105,8 +105,8 @@ def fit(factory, data, size, who:str)->tuple:
     learn = Learner(make_dls(data, ntr, nva), model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, lr=LR)
     if who == 'fastprune': cbs = [SparsifyCallback(SPARSITY)]
     elif who == 'fasterai':
-        _,FaCallback,large_final,sched_onecycle = FA
-        cbs = [FaCallback(SPARSITY/100, 'weight', 'local', large_final, sched_onecycle)]
+        _,FaCallback,large_final,one_cycle = FA
+        cbs = [FaCallback(SPARSITY/100, 'weight', 'local', large_final, one_cycle)]
     else: cbs = []
     gc.collect(); gc.disable()
     try:
@@ -122,7 +122,7 @@ def fit(factory, data, size, who:str)->tuple:
 def whole_fit(data, args):
     print('## 2. Whole fit\n')
     print(f'`learn.fit_one_cycle` dense, with fastprune\'s `SparsifyCallback({SPARSITY:g})` (weight, local, one-cycle, its defaults) and with fasterai\'s '
-          f'`SparsifyCallback({SPARSITY/100:g}, "weight", "local", large_final, sched_onecycle)`: the same target on the same schedule shape, from the same seed on the '
+          f'`SparsifyCallback({SPARSITY/100:g}, "weight", "local", large_final, one_cycle)`: the same target on the same schedule shape, from the same seed on the '
           f'same batches, fastai Adam at lr {LR:g}, batch 64, 32-px digits, no progress bar or logging, garbage collector paused. The three fits of a round run '
           f'in a rotating order; {args.rounds} rounds after a short warm-up; medians. A round with more than {NOISY} cores of other load is run again (once).\n')
     rows = []
