@@ -6,18 +6,22 @@ Docs: https://fastprune.github.io/fastprune/compact.html.md"""
 
 # %% ../nbs/10_compact.ipynb #90c28521
 from __future__ import annotations
-import copy, math, warnings
+import copy, math, time, warnings
 import pandas as pd
 import torch
 from torch import nn, Tensor
 from fastcore.basics import patch
+from fastcore.foundation import L
+from fastai.callback.core import Callback
+from fastai.callback.fp16 import MixedPrecision
 from fastai.learner import Learner
 from .core import *
 from .granularity import *
 from .sparsifier import *
+from .callback import SparsifyCallback
 
 # %% auto #0
-__all__ = ['live_inputs', 'compact_plan', 'compact', 'learner_inputs']
+__all__ = ['live_inputs', 'compact_plan', 'compact', 'learner_inputs', 'move_optimizer', 'CompactCallback']
 
 # %% ../nbs/10_compact.ipynb #31b748fb
 _Conv = nn.modules.conv._ConvNd
@@ -51,9 +55,29 @@ def _support_hooks(m:nn.Module, rec)->list:
             s,t = ((v != 0).double() for v in _bn_affine(mod))
             hs.append(mod.register_forward_hook(lambda mod,i,o,s=s,t=t: i[0]*s.view(1,-1,*[1]*(i[0].ndim-2)) + t.view(1,-1,*[1]*(i[0].ndim-2))))
         elif isinstance(mod, _passthrough): hs.append(mod.register_forward_hook(lambda mod,i,o: o.abs() if isinstance(o, Tensor) and o.is_floating_point() else o))
-        elif own or not any(True for _ in mod.children()):  # a layer we do not know: every channel it outputs may be live
-            hs.append(mod.register_forward_hook(lambda mod,i,o: torch.ones_like(o) if isinstance(o, Tensor) and o.is_floating_point() else o))
+        elif own or not any(True for _ in mod.children()): hs.append(mod.register_forward_hook(_unknown_layer(own)))
     return hs
+
+def _keeps_zeros(mod:nn.Module, x:Tensor)->bool:
+    "Whether `mod` maps the zeros of `x` to zeros and keeps its shape, on random inputs of `x`'s support and either sign (an activation we do not know)"
+    g = torch.Generator(device=x.device).manual_seed(0)  # the user's random stream is left alone
+    for sign in (1., -1.):
+        p = x*(torch.rand(x.shape, generator=g, dtype=x.dtype, device=x.device) + .5)*sign
+        y = mod(p.clone())
+        if not isinstance(y, Tensor) or y.shape != x.shape or not bool((y[x == 0] == 0).all()): return False
+    return True
+
+def _unknown_layer(own:bool):
+    "Forward hook for a layer we do not know: one without state that keeps zeros (an activation) passes the support on; otherwise every channel it outputs may be live"
+    busy = []
+    def hook(mod, i, o):
+        if busy or not (isinstance(o, Tensor) and o.is_floating_point()): return o
+        x = i[0] if i and isinstance(i[0], Tensor) else None
+        busy.append(1)
+        try: keeps = not own and x is not None and x.shape == o.shape and _keeps_zeros(mod, x)
+        finally: busy.clear()
+        return x.abs() if keeps else torch.ones_like(o)
+    return hook
 
 def live_inputs(model:nn.Module, # The model, masked or not
                 example_inputs, # A batch it takes (only shapes and dtypes matter)
@@ -73,17 +97,22 @@ def live_inputs(model:nn.Module, # The model, masked or not
     return live
 
 # %% ../nbs/10_compact.ipynb #21e3a1af
+def _by_group(w:Tensor, groups:int)->Tensor:
+    "`w != 0` of a conv weight `(groups*a, b, ...)`, reduced to `(groups*b,)`: whether entry `j` of dim 1 is used in each group's block of dim 0"
+    return (w != 0).view(groups, w.shape[0]//groups, w.shape[1], -1).any(3).any(1).flatten()
+
 def _used_inputs(mod:nn.Module)->Tensor:
-    "Which input channels of conv/linear `mod` have a non-zero weight"
-    w = mod.weight != 0
-    return w.flatten(1).any(1) if isinstance(mod, _Conv) and mod.transposed else w.transpose(0, 1).flatten(1).any(1)
+    "Which input channels of conv/linear `mod` have a non-zero weight (a grouped conv's weight holds each group's inputs once per group)"
+    w = mod.weight
+    if not isinstance(mod, _Conv): return (w != 0).transpose(0, 1).flatten(1).any(1)
+    return (w != 0).flatten(1).any(1) if mod.transposed else _by_group(w, mod.groups)
 
 def _dead_out(mod:nn.Module)->Tensor|None:
     "Which output channels of `mod` its own parameters force to zero"
     if isinstance(mod, bn_types): return None if mod.weight is None else (mod.weight == 0) & (mod.bias == 0)
     if not isinstance(mod, prunable_types): return None
-    w = mod.weight.transpose(0, 1) if isinstance(mod, _Conv) and mod.transposed else mod.weight
-    d = ~(w != 0).flatten(1).any(1)
+    w = mod.weight
+    d = ~(_by_group(w, mod.groups) if isinstance(mod, _Conv) and mod.transposed else (w != 0).flatten(1).any(1))
     return d & (mod.bias == 0) if mod.bias is not None else d
 
 def _reads(DG, it)->bool:
@@ -95,44 +124,135 @@ def _reads(DG, it)->bool:
 def _check_round_to(r): return check_number(r, 'round_to', 1, integer=True, none_ok=True)  # 8 or 16 suit most hardware
 
 # %% ../nbs/10_compact.ipynb #544db8a1
-def _why_not(DG, it, names)->str:
-    "Why group item `it` stops its group from being cut, or ''"
+_couplings = dict(LN='a LayerNorm over channels', GN='a GroupNorm', IN='an InstanceNorm', SPLIT='a split into fixed sizes (torch.split, chunk)', UNBIND='an unbind',
+                  EXPAND='an expand', MHA='multi-head attention', EMBED='an embedding', LSTM='an LSTM', PARAMETER='a learned tensor used directly in forward (a layer scale, a token)',
+                  SLICE='a slice with fixed bounds', CUSTOMIZED='a custom layer')  # what each of Torch-Pruning's op types is, for the reader of a plan
+
+def _why_not(DG, it, names, slices:bool=True)->str:
+    "Why group item `it` stops its group from being cut, or ''; `slices`: trust the index mapping through slices"
     from torch_pruning import ops
-    ok = {ops.OPTYPE.CONV, ops.OPTYPE.DEPTHWISE_CONV, ops.OPTYPE.BN, ops.OPTYPE.LINEAR, ops.OPTYPE.ELEMENTWISE, ops.OPTYPE.RESHAPE, ops.OPTYPE.CONCAT, ops.OPTYPE.PRELU}
+    ok = {ops.OPTYPE.CONV, ops.OPTYPE.DEPTHWISE_CONV, ops.OPTYPE.BN, ops.OPTYPE.LINEAR, ops.OPTYPE.ELEMENTWISE, ops.OPTYPE.RESHAPE, ops.OPTYPE.CONCAT, ops.OPTYPE.PRELU} | ({ops.OPTYPE.SLICE} if slices else set())
     node,mod = it.dep.target,it.dep.target.module
     if node.type == ops.OPTYPE.OUTPUT or (not _reads(DG, it) and not node.outputs): return 'feeds the model output'
-    if node.type not in ok: return f'coupled with {type(mod).__name__} {names.get(mod, "")!r}'.replace(" ''", '')
-    if isinstance(mod, _Conv) and 1 < mod.groups < mod.out_channels: return f'coupled with grouped conv {names[mod]!r}'
-    return ''
+    if node.type in ok: return ''
+    what,name = _couplings.get(node.type.name, f'a {type(mod).__name__}'),names.get(mod)
+    return f'coupled with {what}' + (f' ({type(mod).__name__} {name!r})' if name else '')
 
-def _plan_group(DG, group, live:dict, names:dict, round_to:int|None)->tuple:
+def _groups(mod:nn.Module)->int:
+    "How many groups of a conv must lose the same channels, 1 if none: a depthwise conv's channels go one by one, with their groups"
+    if not isinstance(mod, _Conv) or mod.groups == 1 or mod.groups == mod.in_channels == mod.out_channels: return 1
+    return mod.groups
+
+def _even(cut:Tensor, grouped:list, names:dict)->str:
+    "Keep in `cut` only what every group of each grouped conv loses alike (its groups stay the same size), in place; why channels were kept, or ''"
+    why,moved = '',True
+    while moved:
+        moved = False
+        for mod,g,idx,ridx,reads in grouped:
+            n = mod.in_channels if reads else mod.out_channels
+            was = cut[ridx].clone()
+            if len(set(idx.tolist())) < n:  # the conv also reads (or writes) channels of other groups, whose cuts are chosen apart
+                cut[ridx] = False
+                why = why or f'a grouped conv also {"reads" if reads else "writes"} channels of other groups, and its groups would shrink unevenly ({names[mod]!r}, {g} groups)'
+            else:
+                m = torch.zeros(n, dtype=torch.bool)
+                m[idx] = cut[ridx]
+                cut[ridx] &= m.view(g, -1).all(0).repeat(g)[idx]
+            if not torch.equal(was, cut[ridx]):
+                moved = True
+                why = why or f'a grouped conv loses the same channels in each of its groups ({names[mod]!r}, {g} groups)'
+    return why
+
+def _partly_dead(items:list)->str:
+    "Why channels dead in some members of a group stay: what ties them to the members where they are live"
+    from torch_pruning import ops
+    kinds,nodes = {it.dep.target.type for it in items},[it.dep.target for it in items]
+    if any(n.type == ops.OPTYPE.ELEMENTWISE and len(n.inputs) > 1 and 'Add' in str(getattr(n.module, '_grad_fn', '')) for n in nodes):
+        return 'a residual sum ties them to layers where they are live'
+    if ops.OPTYPE.CONCAT in kinds or ops.OPTYPE.SPLIT in kinds or ops.OPTYPE.SLICE in kinds: return 'a concatenation or slice ties them to layers where they are live'
+    return 'dead in some layers only: a BatchNorm shift or another layer still feeds them'
+
+def _ties(DG, items:list, n:int)->Tensor|None:
+    """Which root channels must go together: a label per channel, or None if each goes alone.
+    Torch-Pruning maps every channel of a group member to one root channel, and keeps the first mapping it finds. When a layer's output is concatenated
+    with a function of itself (a ghost module: `cat([x, dw(x)])`), each of its channels reaches the root twice, and one of the two mappings is lost.
+    Across each edge that keeps channel positions (BatchNorm, activation, depthwise conv, elementwise op), both ends must map a position to the same root
+    channel: where they do not, the two root channels are one channel of the layer between them, and are cut together or not at all."""
+    from torch_pruning import ops
+    keeps = (ops.OPTYPE.ELEMENTWISE, ops.OPTYPE.BN, ops.OPTYPE.DEPTHWISE_CONV, ops.OPTYPE.PRELU)
+    ends = keeps + (ops.OPTYPE.CONV, ops.OPTYPE.LINEAR)
+    maps = {}  # node -> {'in': position -> root, 'out': ...}; a node that keeps positions has one map for both
+    for it in items:
+        node,m = it.dep.target,dict(zip(it.idxs, it.root_idxs))
+        sides = ('in', 'out') if node.type in keeps else (('in',) if _reads(DG, it) else ('out',))
+        for sd in sides: maps.setdefault(node, {}).setdefault(sd, m)
+    parent = list(range(n))
+    def find(i):
+        while parent[i] != i: parent[i] = parent[parent[i]]; i = parent[i]
+        return i
+    tied = False
+    for node,ms in maps.items():
+        if node.type not in keeps: continue
+        m = ms['in']
+        for other,sd in [(o, 'out') for o in node.inputs] + [(o, 'in') for o in node.outputs]:
+            if other.type not in ends or sd not in maps.get(other, {}): continue
+            for p,r in maps[other][sd].items():
+                if p in m and find(m[p]) != find(r): parent[find(r)] = find(m[p]); tied = True
+    return torch.tensor([find(i) for i in range(n)]) if tied else None
+
+def _close(cut:Tensor, ties:Tensor|None)->bool:
+    "Keep in `cut` only whole sets of tied channels, in place; whether that kept any"
+    if ties is None: return False
+    whole = torch.ones(len(cut), dtype=torch.bool).scatter_reduce(0, ties, cut, 'amin')
+    was = cut.clone()
+    cut &= whole[ties]
+    return not torch.equal(was, cut)
+
+def _constrain(cut:Tensor, grouped:list, ties:Tensor|None, names:dict)->str:
+    "Apply what grouped convs and tied channels ask of `cut` until nothing moves, in place; why channels were kept, or ''"
+    why = ''
+    while True:
+        w = _even(cut, grouped, names)
+        t = _close(cut, ties)
+        why = why or w or ('a concatenation of a layer with a function of it pairs their channels, and one of each pair is live' if t else '')
+        if not t: return why
+
+def _plan_group(DG, group, live:dict, names:dict, round_to:int|None, slices:bool=True)->tuple:
     "`(root, channels to remove, report row)` for one dependency group"
     items = list(group)
     root = items[0].dep.target.module
     n = DG.get_out_channels(root)
     layers = [names[it.dep.target.module] for it in items if isinstance(it.dep.target.module, prunable_types) and not _reads(DG, it)]
     cut,dead = torch.ones(n, dtype=torch.bool),torch.zeros(n, dtype=torch.bool)
-    why,n_read = '',0
+    why,n_read,grouped = '',0,[]
     for it in items:
         mod = it.dep.target.module
         idx,ridx = torch.tensor(it.idxs, dtype=torch.long),torch.tensor(it.root_idxs, dtype=torch.long)
-        why = why or _why_not(DG, it, names)
+        why = why or _why_not(DG, it, names, slices)
+        if (g := _groups(mod)) > 1 and isinstance(mod, prunable_types): grouped.append((mod, g, idx, ridx, _reads(DG, it)))
         if _reads(DG, it):
             n_read += 1
-            if names[mod] not in live: why = why or f'{names[mod]!r} did not run on example_inputs'; continue
-            idle = ~live[names[mod]].cpu()[idx] | ~_used_inputs(mod).cpu()[idx]
+            if names[mod] not in live: why = why or f'a layer did not run on example_inputs ({names[mod]!r})'; continue
+            used = _used_inputs(mod).cpu()
+            if len(idx) and int(idx.max()) >= len(used): why = why or f'a layer reads them through a reshape ({names[mod]!r})'; continue
+            idle = ~live[names[mod]].cpu()[idx] | ~used[idx]
             cut[ridx[~idle]] = False
-        elif (d := _dead_out(mod)) is not None: dead[ridx[d.cpu()[idx]]] = True
+        elif (d := _dead_out(mod)) is not None:
+            if len(idx) and int(idx.max()) >= len(d): why = why or f'a layer writes them through a reshape ({names[mod]!r})'; continue
+            dead[ridx[d.cpu()[idx]]] = True
     if not n_read: why = why or 'no layer reads it'
     if why: cut[:] = False
+    ties = _ties(DG, items, n)
+    why = why or _constrain(cut, grouped, ties, names)
     keep = n - int(cut.sum())
     want = max(keep, 1)
     if round_to and keep < n: want = min(n, math.ceil(want/round_to)*round_to)
     if want > keep:
         cut[cut.nonzero().flatten()[:want-keep]] = False
         why = f'rounded up to a multiple of {round_to}' if round_to and want > max(keep, 1) else 'a layer keeps at least one channel'
+        _constrain(cut, grouped, ties, names)  # keeping a channel of one conv group keeps it in all of them, and keeps its pair
     dk = int((dead & ~cut).sum())
-    if dk and not why: why = 'dead in some layers only: the others still read them (residual sum, concat, or a BatchNorm shift)'
+    if dk and not why: why = _partly_dead(items)
     row = dict(group=names[root], layers=', '.join(dict.fromkeys(layers)), channels=n, removed=int(cut.sum()), kept=n-int(cut.sum()), dead_kept=dk, why=why)
     return root, cut.nonzero().flatten().tolist(), row
 
@@ -140,23 +260,27 @@ def _plan_group(DG, group, live:dict, names:dict, round_to:int|None)->tuple:
 def _graph(model:nn.Module, inputs:tuple):
     "Torch-Pruning's dependency graph of `model`; a failure or a layer it cannot see is named"
     import torch_pruning as tp
-    with preserve_modes(model), layer_errors(model, 'Torch-Pruning could not trace the model'), torch.enable_grad():
+    with eval_mode(model), layer_errors(model, 'Torch-Pruning could not trace the model'), torch.enable_grad():  # eval: no BatchNorm statistics move, no dropout draws
         return tp.DependencyGraph().build_dependency(model, example_inputs=inputs, verbose=False)
 
-def _plan(model:nn.Module, inputs:tuple, round_to:int|None=None)->tuple:
+def _plan(model:nn.Module, inputs:tuple, round_to:int|None=None, slices:bool=True)->tuple:
+    "`(graph, plans, whether a cut goes through a slice)`; `slices=False` keeps every group a slice touches"
     DG,live = _graph(model, inputs),live_inputs(model, inputs)
     names = {m:n for n,m in model.named_modules()}
     lost = [n for n,m in model.named_modules() if isinstance(m, prunable_types) and n in live and m not in DG.module2node]
     if lost: raise ValueError(f'Torch-Pruning could not trace layer {lost[0]!r} ({type(model.get_submodule(lost[0])).__name__}): its output reaches the model output only through operations autograd cannot follow (detach, no_grad, numpy, in-place copies)')
-    plans = [_plan_group(DG, g, live, names, round_to) for g in DG.get_all_groups(root_module_types=prunable_types)]
-    return DG,plans
+    from torch_pruning import ops
+    groups = list(DG.get_all_groups(root_module_types=prunable_types))
+    plans = [_plan_group(DG, g, live, names, round_to, slices) for g in groups]
+    sliced = any(idxs and any(it.dep.target.type == ops.OPTYPE.SLICE for it in g) for g,(_,idxs,_) in zip(groups, plans))
+    return DG,plans,sliced
 
 def compact_plan(model:nn.Module, # The model, with dead filters or channels (e.g. pruned at 'filter' or 'channel' granularity)
                  example_inputs, # A batch it takes, for tracing (batch of one or two is enough)
                  round_to:int|None=None, # Keep each group's channel count a multiple of this (8 or 16), keeping dead channels if needed
                 )->pd.DataFrame:
     "What `compact` would remove: one row per group of coupled channels, with the channels kept and why"
-    _, plans = _plan(model, as_inputs(example_inputs), _check_round_to(round_to))
+    _,plans,_ = _plan(model, as_inputs(example_inputs), _check_round_to(round_to))
     return pd.DataFrame([r for *_,r in plans])
 
 # %% ../nbs/10_compact.ipynb #fbd7dc09
@@ -168,12 +292,20 @@ def _transplant(src:nn.Module, dst:nn.Module):
         for k,v in vars(s).items():
             if not k.startswith('_') and k != 'training' and isinstance(v, (int, tuple, list)): d.__dict__[k] = v
 
-def _check_same(model, new, inputs, rtol):
-    g = torch.Generator().manual_seed(0)
+def _mismatch(model:nn.Module, new:nn.Module, inputs:tuple)->tuple:
+    "`(largest relative output difference, error)` of `new` against `model` in eval mode, on `inputs` and on a random batch of their shape; `new` failing gives `(inf, its error)`"
+    g,err = torch.Generator().manual_seed(0),0.
     rnd = tuple(torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device) if x.is_floating_point() else x for x in inputs)
     for xs in (inputs, rnd):
-        err = rel_diff(run_eval(new, xs), run_eval(model, xs))
-        if not err <= rtol: raise RuntimeError(f'the compacted model differs from the original by {err:.2e} (relative; rtol={rtol}): the model uses an operation the dead-channel analysis does not know (a subtraction or a channel-mixing op). Nothing was changed')
+        try: out = run_eval(new, xs, 'the compacted model fails')
+        except Exception as e: return math.inf,e
+        err = max(err, rel_diff(out, run_eval(model, xs)))
+    return err,None
+
+def _check_same(model, new, inputs, rtol):
+    err,e = _mismatch(model, new, inputs)
+    if e is not None: raise RuntimeError(f'{e}: the model uses an operation whose sizes are fixed in its code. Nothing was changed') from e
+    if not err <= rtol: raise RuntimeError(f'the compacted model differs from the original by {err:.2e} (relative; rtol={rtol}): the model uses an operation the dead-channel analysis does not know (a subtraction or a channel-mixing op). Nothing was changed')
 
 def _structure(model:nn.Module)->tuple:
     "Share of zero weights in conv/linear layers, and whether any whole filter or input channel of them is zero"
@@ -183,19 +315,62 @@ def _structure(model:nn.Module)->tuple:
     whole = any(bool((~_used_inputs(m)).any() or (~(m.weight != 0).flatten(1).any(1)).any()) for m in mods)
     return 1 - nz/max(n, 1), whole
 
+_by_request = ('rounded up to a multiple', 'a layer keeps at least one channel')  # kept because the caller asked, not because of a coupling
+
+def _some(names:list, n:int=3)->str: return ', '.join(repr(x) for x in names[:n]) + (f' and {len(names)-n} more' if len(names) > n else '')
+
+def _warn_kept(plan:pd.DataFrame, model:nn.Module, sparsifier=None):
+    "Warn when couplings keep dead channels: name each coupling and the layers it blocks, and the layers that would compact if they were pruned"
+    if plan.empty: return
+    blocked = plan[(plan.dead_kept > 0) & ~plan.why.str.startswith(_by_request)]
+    if blocked.empty: return
+    cause = blocked.why.str.split(' (', n=1, regex=False).str[0]
+    lines = [f'- {c}: {len(b)} group{"s"*(len(b)>1)}, {int(b.dead_kept.sum())} dead channels kept, e.g. in {_some(b.iloc[0].layers.split(", "))}'
+             + (f' ({b.iloc[0].why.split(" (", 1)[1]}' if ' (' in b.iloc[0].why else '') for c,b in blocked.groupby(cause, sort=False)]
+    free = plan[(plan.why == '') & (plan.removed == 0)]
+    lin = [n for n in free.group if isinstance(model.get_submodule(n), nn.Linear)]
+    cfg = getattr(sparsifier, 'config', None)
+    tip = []
+    if lin and (cfg is None or not any(issubclass(nn.Linear, t) for t in cfg.layer_type)):
+        tip = [f'The channels of {_some(lin)} are free of couplings: pruned too (`layer_type=(nn.Conv2d, nn.Linear)`), they would be cut.']
+    elif len(free): tip = [f'The channels of {_some(list(free.group))} are free of couplings: pruned, they would be cut.']
+    what = 'nothing' if plan.removed.sum() == 0 else 'only part of what is dead'
+    msg = ([f'compact removes {what}: {int(blocked.dead_kept.sum())} dead channels in {len(blocked)} group{"s"*(len(blocked)>1)} stay, tied to live ones by a coupling:'] + lines
+           + tip
+           + ['`compact_plan` gives the table of every group; zeros that cannot be cut are stored compactly by `save_sparse`.'])
+    warnings.warn('\n'.join(msg), UserWarning, stacklevel=4)  # the caller of compact or Learner.compact
+
 _unstructured = "compact removes whole filters and channels only: prune with granularity='filter' or 'channel' to make the model smaller, or store the zeros compactly with `save_sparse`"
 
 # %% ../nbs/10_compact.ipynb #a09fa4b3
-def _compact(model, example_inputs, sparsifier=None, round_to=None, inplace=False, check=True, rtol=1e-4)->tuple:
-    "`(compacted model, plan)`: see `compact`"
-    if not isinstance(model, nn.Module): raise TypeError(f'model must be an nn.Module, got {type(model).__name__}')
-    inputs,round_to = as_inputs(example_inputs),_check_round_to(round_to)
-    if sparsifier is not None and sparsifier.granularity.name not in ('filter', 'channel'):
-        raise ValueError(f'the masks have granularity {sparsifier.granularity.name!r}, which zeroes weights inside filters: {_unstructured}')
-    run_eval(model, inputs)
-    new = copy.deepcopy(model)
-    rg = {n:p.requires_grad for n,p in new.named_parameters()}
-    DG,plans = _plan(new, inputs, round_to)
+def _take(t:Tensor, idx:Tensor, shape)->Tensor:
+    "The entries `idx` of `t` (flat, in its logical order), shaped `shape`, in `t`'s memory format"
+    v = t.detach().reshape(-1)[idx.to(t.device).view(shape)]  # indexed by a tensor of the new shape: a tensor of its own, not a view
+    if v.dim() == 4 and t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last): v = v.contiguous(memory_format=torch.channels_last)
+    return v
+
+def _restore(new:nn.Module, model:nn.Module)->dict:
+    "Give the float64 copy `new` the entries of `model` it kept, in their own dtype (not a rounding), and return, per parameter name, the flat indices they came from"
+    params,bufs,kept = dict(model.named_parameters(remove_duplicate=False)),dict(model.named_buffers(remove_duplicate=False)),{}
+    for mn,mod in new.named_modules():
+        for k,p in list(mod._parameters.items()):
+            if p is None: continue
+            n,src = f'{mn}.{k}' if mn else k,params[f'{mn}.{k}' if mn else k]
+            if p.grad is None or p.grad.shape != p.shape: raise RuntimeError(f'Torch-Pruning changed parameter {n!r} in a way compact cannot follow (its gradient was not cut with it). Nothing was changed')
+            kept[n] = idx = p.grad.reshape(-1).long()
+            q = nn.Parameter(_take(src, idx, p.shape), requires_grad=src.requires_grad)
+            if src.grad is not None: q.grad = _take(src.grad, idx, p.shape)
+            mod._parameters[k] = q
+        for k,b in list(mod._buffers.items()):
+            if b is not None: mod._buffers[k] = b.to(bufs[f'{mn}.{k}' if mn else k].dtype)
+    return kept
+
+def _shrink(model:nn.Module, inputs:tuple, round_to:int|None, slices:bool=True)->tuple:
+    "`(compacted copy of model, plans, kept, whether a cut went through a slice)`: the copy is cut in float64 with each parameter's gradient holding the index of each entry, so that what Torch-Pruning keeps can be read back"
+    new = copy.deepcopy(model).double()
+    for p in new.parameters(): p.grad = torch.arange(p.numel(), dtype=torch.float64, device=p.device).view(p.shape)  # exact up to 2**53 entries
+    xs = tuple(x.double() if x.is_floating_point() else x for x in inputs)
+    DG,plans,sliced = _plan(new, xs, round_to, slices)
     if not any(idxs for _,idxs,_ in plans):
         zero,whole = _structure(model)
         if zero > 0 and not whole: raise ValueError(f'{zero:.1%} of the conv/linear weights are zero, but no whole filter or input channel is: {_unstructured}')
@@ -205,10 +380,23 @@ def _compact(model, example_inputs, sparsifier=None, round_to=None, inplace=Fals
             g = DG.get_pruning_group(root, DG.get_pruner_of_module(root).prune_out_channels, idxs)
             if not DG.check_pruning_group(g): raise RuntimeError(f'Torch-Pruning refuses to cut {len(idxs)} channels of group {row["group"]!r}. Nothing was changed')
             g.prune()
-    for n,p in new.named_parameters(): p.requires_grad_(rg.get(n, True))
+    return new, plans, _restore(new, model), sliced
+
+def _compact(model, example_inputs, sparsifier=None, round_to=None, inplace=False, check=True, rtol=1e-4, warn=True)->tuple:
+    "`(compacted model, plan, kept)`: see `compact`; `kept` maps each parameter name to the flat indices of the entries it keeps"
+    if not isinstance(model, nn.Module): raise TypeError(f'model must be an nn.Module, got {type(model).__name__}')
+    inputs,round_to = as_inputs(example_inputs),_check_round_to(round_to)
+    if sparsifier is not None and sparsifier.granularity.name not in ('filter', 'channel'):
+        raise ValueError(f'the masks have granularity {sparsifier.granularity.name!r}, which zeroes weights inside filters: {_unstructured}')
+    run_eval(model, inputs)
+    new,plans,kept,sliced = _shrink(model, inputs, round_to)
+    if sliced and not _mismatch(model, new, inputs)[0] <= rtol:  # a slice's bounds are written in the model's code: cut around slices instead
+        new,plans,kept,_ = _shrink(model, inputs, round_to, slices=False)
     if check: _check_same(model, new, inputs, rtol)
+    plan = pd.DataFrame([r for *_,r in plans])
+    if warn: _warn_kept(plan, model, sparsifier)
     if inplace: _transplant(new, model); new = model
-    return new, pd.DataFrame([r for *_,r in plans])
+    return new, plan, kept
 
 def compact(model:nn.Module, # A model with dead filters or channels: pruned at 'filter' or 'channel' granularity, or with all-zero groups
             example_inputs, # A batch it takes, for tracing and for the output check (a batch of one or two is enough)
@@ -230,17 +418,86 @@ def learner_inputs(learn:Learner, example_inputs=None)->tuple:
     dev = next(learn.model.parameters()).device
     return tuple(x.to(dev) for x in as_inputs(example_inputs))
 
+def move_optimizer(opt, # A fastai `Optimizer`, or `OptimWrapper` around a PyTorch optimizer
+                   swaps:list, # `(old parameter, new parameter, flat indices of the old entries the new one holds)` for each parameter
+                  ):
+    "Point `opt` at new parameters in place, its state cut to the entries they keep: momentum and Adam's moments carry on, hyper-parameters and frozen groups stay"
+    new = {id(o): n for o,n,_ in swaps}
+    opt.param_lists = L(L(new.get(id(p), p) for p in pl) for pl in opt.param_lists)
+    for st in optimizer_states(opt):
+        for o,n,idx in swaps:
+            if o not in st: continue
+            st[n] = {k: _take(v, idx, n.shape) if isinstance(v, Tensor) and v.shape == o.shape else v for k,v in st.pop(o).items()}
+
 @patch
 def compact(self:Learner,
             example_inputs=None, # A batch for tracing (default: the sparsifier's, else two items of the validation set)
             round_to:int|None=None, # Keep each group's channel count a multiple of this (8 or 16)
             check:bool=True, # Check that the outputs are unchanged in eval mode
+            warn:bool=True, # Warn when couplings keep dead channels
            )->pd.DataFrame:
-    "Compact `self.model` in place (see `compact`), rebuild the optimizer and the sparsifier over it, and return the plan"
+    "Compact `self.model` in place (see `compact`), carry the optimizer's state over to the kept entries, point the sparsifier at the new parameters, and return the plan"
     sp,xs = getattr(self, 'sparsifier', None),learner_inputs(self, example_inputs)
-    _,plan = _compact(self.model, xs, sp, round_to, inplace=True, check=check)
-    frozen = getattr(self.opt, 'frozen_idx', 0) if self.opt is not None else 0
-    self.create_opt()
-    if frozen: self.opt.freeze_to(frozen)
-    if sp is not None: sp.rebind(self.model, xs)  # the same sparsifier, which its callback holds too, over the new parameters
+    old = dict(self.model.named_parameters())
+    _,plan,kept = _compact(self.model, xs, sp, round_to, inplace=True, check=check, warn=warn)
+    if self.opt is not None: move_optimizer(self.opt, [(old[n], p, kept[n]) for n,p in self.model.named_parameters()])
+    if sp is not None: sp.rebind(self.model, xs, kept=kept)  # the same sparsifier, which its callback holds too: what was cut counts as pruned
     return plan
+
+# %% ../nbs/10_compact.ipynb #cc0a0002
+class CompactCallback(Callback):
+    "Cut the channels a `SparsifyCallback` prunes out of `learn.model` during the fit: the rest of the fit trains a smaller network"
+    order = MixedPrecision.order+1  # after SparsifyCallback has re-applied its masks, and after the gradient scaler's step
+    run_valid = False
+    def __init__(self,
+        every_event:bool=False, # Compact after every pruning event; by default once, when the pruning window closes
+        round_to:int|None=None, # Keep each group's channel count a multiple of this (8 or 16)
+        check:bool=True, # Check at each cut that the outputs are unchanged in eval mode
+        warn:bool=True, # Warn (at the first cut of a fit) when couplings keep dead channels
+    ):
+        self.every_event,self.check,self.warn = (check_bool(v, k) for v,k in ((every_event, 'every_event'), (check, 'check'), (warn, 'warn')))
+        self.round_to,self.cuts = _check_round_to(round_to),[]
+    @property
+    def name(self): return 'compact_cb'  # fastai sets `learn.<name>`: 'compact' would hide `Learner.compact`
+
+# %% ../nbs/10_compact.ipynb #cc0a0003
+@patch
+def before_fit(self:CompactCallback):
+    "Find the `SparsifyCallback` whose channels this cuts, and check that they can be cut, before the first step"
+    found = [cb for cb in self.learn.cbs if isinstance(cb, SparsifyCallback)]
+    if len(found) != 1: raise ValueError(f'CompactCallback cuts the channels that one SparsifyCallback prunes in the same fit, and this fit has {len(found)}: fit with cbs=[SparsifyCallback(50, "filter", end_pct=0.5), CompactCallback()]')
+    self.pruner = found[0]
+    g = self.pruner.config.granularity.name
+    if g not in ('filter', 'channel'): raise ValueError(f"CompactCallback removes whole channels, and the SparsifyCallback prunes at granularity {g!r}, which zeroes weights inside them: choose granularity='filter' or 'channel', or drop CompactCallback and store the zeros with `save_sparse`")
+    if self.pruner.lth or self.pruner.reset_end: raise ValueError('CompactCallback cannot run with lottery tickets (lth=True or reset_end=True): they rewind the weights to a copy of the full-size model. Compact the ticket after the fit with learn.compact()')
+    if any(type(cb).__name__ == 'DistributedTrainer' for cb in self.learn.cbs): raise ValueError('CompactCallback cannot run under DistributedTrainer, whose wrapper holds the parameters it was built with: compact after the fit with learn.compact()')
+    self._cut_at,self._done,self._cancelled,self.cuts = self.learn.sparsifier.events,False,False,[]
+
+@patch
+def _window_closed(self:CompactCallback)->bool:
+    "Whether the step just taken reached the end of the pruning window"
+    n = self.pruner.n_steps
+    return min((round(self.pct_train*n) + 1)/n, 1.) >= self.pruner.end_pct
+
+@patch
+def _cut(self:CompactCallback):
+    "Compact `learn.model` now, and record what it removed"
+    t0,n0 = time.perf_counter(),sum(p.numel() for p in self.learn.model.parameters())
+    plan = self.learn.compact(round_to=self.round_to, check=self.check, warn=self.warn and not self.cuts)
+    self.cuts.append(dict(epoch=self.epoch, iter=self.iter, params_before=n0, params_after=sum(p.numel() for p in self.learn.model.parameters()),
+                          channels_removed=int(plan.removed.sum()), seconds=time.perf_counter()-t0))
+    self._cut_at,self._done = self.learn.sparsifier.events,True
+
+@patch
+def after_step(self:CompactCallback):
+    "Compact when the pruning window has closed (once, and after any later event), or after each event with `every_event`"
+    closed,new = self._window_closed(),self.learn.sparsifier.events != self._cut_at
+    if (closed and not self._done) or (new and (self.every_event or closed)): self._cut()
+
+@patch
+def after_cancel_fit(self:CompactCallback): self._cancelled = True
+
+@patch
+def after_fit(self:CompactCallback):
+    "Compact what the last pruning event (in `SparsifyCallback.after_fit`) pruned, unless the fit was cancelled"
+    if not self._cancelled and (not self._done or self.learn.sparsifier.events != self._cut_at): self._cut()

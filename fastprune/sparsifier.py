@@ -127,10 +127,13 @@ class PrunedLayer:
         self.gshape = granularity.group_shape(self.shape)
         self.n_groups = self.gshape.numel()
         self.group_size = math.prod(self.shape)//self.n_groups
+        self.n_groups0,self.numel0 = self.n_groups,math.prod(self.shape)  # its size before `compact` removed channels: what targets count in
         self.mask,self.init,self.partners,self.revived = None,None,[],None  # `revived`: groups the last event brought back, until the optimizer state is cleared
         self.target = 0.  # the sparsity (percent) its mask was last chosen for: tells a rising target from a falling one
     @property
     def n_pruned(self)->int: return 0 if self.mask is None else self.n_groups - int(torch.count_nonzero(self.mask))
+    @property
+    def n_removed(self)->int: return self.n_groups0 - self.n_groups  # groups `compact` took out: they count as pruned
     def __repr__(self): return f'PrunedLayer({self.name!r}, {self.shape}, pruned {self.n_pruned}/{self.n_groups} groups)'
 
 # %% ../nbs/03_sparsifier.ipynb #bbeda9e7
@@ -536,19 +539,26 @@ def targets(self:Sparsifier, sparsity)->list:
 def plan(self:Sparsifier, sparsity)->tuple:
     "What `prune(sparsity)` would remove: groups per layer (local), or whole smallest groups (global); it changes when the target moves by one group"
     ts = self.targets(sparsity)
-    cap = (lambda l: l.n_groups) if self.allow_empty else (lambda l: l.n_groups-1)
-    if self.context == 'local': return tuple(min(_round(t/100*l.n_groups), cap(l)) for t,l in zip(ts, self.layers))
-    unit = min(self.layers.attrgot('group_size'))
-    return (_round(ts[0]/100*self.n_params/unit),)
+    cap = (lambda l: l.n_groups0) if self.allow_empty else (lambda l: l.n_groups0-1)
+    if self.context == 'local': return tuple(min(_round(t/100*l.n_groups0), cap(l)) for t,l in zip(ts, self.layers))
+    unit = min(l.numel0//l.n_groups0 for l in self.layers)  # the smallest group as it was before any compaction: the plan does not move when shapes do
+    return (_round(ts[0]/100*self.n_params0/unit),)
 
 @patch(as_prop=True)
-def n_params(self:Sparsifier)->int: return sum(math.prod(l.shape) for l in self.layers)
+def n_params(self:Sparsifier)->int:
+    "Parameters of the selected layers"
+    return sum(math.prod(l.shape) for l in self.layers)
+
+@patch(as_prop=True)
+def n_params0(self:Sparsifier)->int:
+    "Parameters of the selected layers before `compact` removed channels: targets and the measured sparsity count in them"
+    return sum(l.numel0 for l in self.layers)
 
 @patch
 def reached(self:Sparsifier)->list:
     "The sparsity the masks have, per selected layer in percent: of its groups (local), or of all the selected parameters (global, the same for every layer)"
-    if self.context == 'local': return [100*l.n_pruned/l.n_groups for l in self.layers]
-    return [100*sum(l.n_pruned*l.group_size for l in self.layers)/self.n_params]*len(self.layers)
+    if self.context == 'local': return [100*(l.n_pruned + l.n_removed)/l.n_groups0 for l in self.layers]
+    return [100*(sum(l.n_pruned*l.group_size for l in self.layers) + self.n_params0 - self.n_params)/self.n_params0]*len(self.layers)
 
 # %% ../nbs/03_sparsifier.ipynb #3708fe63
 @patch
@@ -584,7 +594,7 @@ def _choose(self:Sparsifier, ts:list, rerank:bool)->list:
     "New keep-masks per layer for per-layer targets `ts` (nothing written yet)"
     scores = self._scores(rerank)
     if self.context == 'local':
-        ks = [_round(t/100*l.n_groups) for t,l in zip(ts, self.layers)]
+        ks = [max(_round(t/100*l.n_groups0) - l.n_removed, 0) for t,l in zip(ts, self.layers)]
         # only a target of every group can empty a layer: the best-scored group is protected then
         pr = [select(s, k, pruned=self._prev(l, rerank), protect=self._protect(s) if k >= l.n_groups else None, rising=t >= l.target)
               for k,t,s,l in zip(ks, ts, scores, self.layers)]
@@ -629,7 +639,7 @@ def _pick_protected(self:Sparsifier, scores:list, k:int, cands:list, n_cands:lis
 def _choose_global(self:Sparsifier, scores:list, t:float, rerank:bool)->list:
     "New flat keep-masks for the global target `t`, counted in parameters; pruned groups stay pruned while the target rises, and only they can revive while it falls"
     layers = self.layers
-    target,rising = _round(t/100*self.n_params),t >= layers[0].target
+    target,rising = max(_round(t/100*self.n_params0) - (self.n_params0 - self.n_params), 0),t >= layers[0].target
     gsz = layers.attrgot('group_size')
     if len(set(gsz)) > 1:  # groups of several sizes: a ranking by size over every group, with `select`
         ns,prev = [normalize_scores(s, self.normalize) for s in scores],[self._prev(l, rerank) for l in layers]
@@ -750,16 +760,16 @@ def optimizer_states(opt)->list:
 # %% ../nbs/03_sparsifier.ipynb #dc6b0855
 @patch
 def sparsity(self:Sparsifier)->float:
-    "Measured sparsity of the selected layers, in percent: the share of their weights that are exactly zero"
+    "Measured sparsity of the selected layers, in percent: the share of their weights that are exactly zero (or that `compact` removed)"
     if not self.layers: return 0.
     with torch.no_grad():
         nz = torch.stack([torch.count_nonzero(l.weight).to('cpu') for l in self.layers]).sum()
-    return 100*(1 - int(nz)/self.n_params)
+    return 100*(1 - int(nz)/self.n_params0)
 
 @patch
 def layer_sparsity(self:Sparsifier)->list:
     "Measured sparsity of each selected layer, in percent"
-    with torch.no_grad(): return [100*(1-int(torch.count_nonzero(l.weight))/math.prod(l.shape)) for l in self.layers]
+    with torch.no_grad(): return [100*(1-int(torch.count_nonzero(l.weight))/l.numel0) for l in self.layers]
 
 @patch
 def snapshot(self:Sparsifier):
@@ -804,9 +814,21 @@ def restore_events(self:Sparsifier, n:int):
     self.events = check_number(n, 'n', 0, integer=True)
 
 @patch
-def rebind(self:Sparsifier, model:nn.Module, example_inputs=None)->Sparsifier:
-    "Select the layers of `model` again, with the same settings and event count, taking its all-zero groups as masks (after `compact` changed its shapes)"
+def rebind(self:Sparsifier,
+           model:nn.Module, # The model to prune now (`compact` changed its shapes)
+           example_inputs=None, # A batch it takes (default: the one kept)
+           kept:dict|None=None, # For each parameter name, the flat indices of the old entries the new one holds (as `compact` reports them); None: start the counts afresh
+          )->Sparsifier:
+    "Select the layers of `model` again, with the same settings and event count, taking its all-zero groups as masks; with `kept`, what compaction removed counts as pruned"
+    old = {l.name: l for l in self.layers}
     self._bind(model, self.config, self.example_inputs if example_inputs is None else example_inputs, self.events)
+    if kept is None: return self
+    for l in self.layers:
+        if (o := old.get(l.name)) is None: continue
+        l.n_groups0,l.numel0 = o.n_groups0,o.numel0
+        idx = kept.get(f'{l.name}.weight')
+        if o.init is not None and idx is not None: l.init = o.init.flatten()[idx.to(o.init.device)].view(l.shape)  # criteria keep scoring against the same start
+    self._sync_targets()
     return self
 
 @patch

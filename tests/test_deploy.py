@@ -9,6 +9,7 @@ from fastprune.export import save_sparse, load_sparse, file_size, export_onnx, c
 from conftest import make_learner, trained_bn, vgg_cifar
 
 warnings.filterwarnings('ignore', category=FutureWarning)
+warnings.filterwarnings('ignore', message='compact removes')  # what couplings keep: tested in test_zoo.py
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 def test_save_sparse_is_bit_exact_and_small(tmp_path):
