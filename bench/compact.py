@@ -15,9 +15,10 @@ import argparse, copy, io, os, platform, shlex, statistics, sys, time, warnings
 import torch, torchvision, timm
 from torch import nn
 from fastprune.all import *
-from fastprune.compact import compact, compact_plan, file_size, save_sparse
+from fastprune.compact import compact, compact_plan
+from fastprune.export import file_size, save_sparse
 from fastprune.report import module_flops
-from fastprune.compact import CompactCallback
+
 from fastprune.data import get_dls
 from fastai.callback.core import Callback
 from fastai.learner import Learner
@@ -89,32 +90,45 @@ class EpochTimes(Callback):
     def before_train(self): self._t = time.perf_counter()
     def after_train(self): self.times.append(time.perf_counter() - self._t); self.params.append(n_params(self.learn.model))
 
-def train_fit(factory, dls, epochs:int, shrink:bool)->dict:
+class StepLosses(Callback):
+    "The training loss of each step"
+    order = 100
+    def before_fit(self): self.losses = []
+    def after_batch(self):
+        if self.training: self.losses.append(float(self.loss))
+
+def train_fit(factory, make_dls, epochs:int, shrink:bool)->dict:
     "One `fit_one_cycle` pruned to 50 % of filters in its first half, masked only or shrunk at the cut: epoch times, params, accuracy"
     set_seed(SEED)
+    dls = make_dls()  # after the seed: a DataLoader draws its shuffling generator when it is built
     learn = Learner(dls, factory(), loss_func=CrossEntropyLossFlat(), metrics=accuracy)
-    timer,cc = EpochTimes(),CompactCallback(warn=False)
-    cbs = [SparsifyCallback(50, 'filter', end_pct=0.5), timer] + ([cc] if shrink else [])
+    timer,losses,cc = EpochTimes(),StepLosses(),CompactCallback(warn=False)
+    cbs = [SparsifyCallback(50, 'filter', end_pct=0.5), timer, losses] + ([cc] if shrink else [])
     with learn.no_bar(), learn.no_logging():
         t = time.perf_counter(); learn.fit_one_cycle(epochs, 1e-3, cbs=cbs); t = time.perf_counter() - t
         acc = float(learn.validate()[1])
-    return dict(times=timer.times, params=timer.params, total=t, acc=acc, cut=cc.cuts[0]['seconds'] if cc.cuts else 0.)
+    return dict(times=timer.times, params=timer.params, total=t, acc=acc, cut=cc.cuts[0]['seconds'] if cc.cuts else 0., losses=losses.losses)
 
 def train_bench(quick:bool):
     "Masked-only against shrink-while-training fits, interleaved"
     epochs,rounds = (2, 1) if quick else (6, 2)
-    dls = get_dls('digits', size=32, bs=64, n=256 if quick else None, device='cpu')
+    make_dls = lambda: get_dls('digits', size=32, bs=64, n=256 if quick else None, device='cpu')
+    dls = make_dls()
     half = epochs//2
     print(f'`fit_one_cycle({epochs}, 1e-3)` on the digits at 32 px ({len(dls.train_ds)} training images, batch 64), fastai Adam, with `SparsifyCallback(50, "filter", end_pct=0.5)`: '
           f'the filters reach 50 % at the end of epoch {half}. *masked* keeps the full-size network to the end; *shrunk* adds `CompactCallback()`, which cuts the dead channels '
           f'out when the pruning window closes, so that epochs {half+1} to {epochs} train the smaller network. Same seed, same batches; {rounds} rounds, the two fits alternating, medians.\n')
-    rows = []
+    rows,drift = [],{}
     for name,factory in (('VGG16 (CIFAR head)', vgg16_cifar), ('MobileNetV2', mobilenet_v2)):
         res = {False: [], True: []}
         for r in range(rounds):
-            for shrink in ((False, True) if r % 2 == 0 else (True, False)): res[shrink].append(train_fit(factory, dls, epochs, shrink))
+            for shrink in ((False, True) if r % 2 == 0 else (True, False)): res[shrink].append(train_fit(factory, make_dls, epochs, shrink))
             print(f'  {name}, round {r+1}: done', file=sys.stderr, flush=True)
         med = lambda rs, f: statistics.median(f(x) for x in rs)
+        a,b = res[False][0]['losses'],res[True][0]['losses']
+        k = len(a)*half//epochs  # the first step on the compacted network
+        rel = [abs(x-y)/abs(x) for x,y in zip(a, b)]
+        drift[name] = (max(rel[:k]), max(rel[k:k+10]), max(rel[k:]))
         for shrink in (False, True):
             rs = res[shrink]
             rows.append(dict(model=name, arm='shrunk' if shrink else 'masked', before=med(rs, lambda x: statistics.median(x['times'][:half])),
@@ -126,6 +140,12 @@ def train_bench(quick:bool):
         for r in (a, b):
             ratio = f"**{b['total']/a['total']:.2f}**" if r is b else ''
             print(f"| {r['model']} | {r['arm']} | {r['p1']/1e6:.2f} M | {r['before']:.2f} | {r['after']:.2f} | {r['total']:.1f} | {ratio} | {r['acc']:.3f} |")
+    print('\nTraining losses of the shrunk fit against the masked one, step by step (largest relative difference): ' +
+          '; '.join(f'{n}: {d[0]:.0e} before the cut, {d[1]:.0e} over the 10 steps after it, {d[2]:.0e} over the rest' for n,d in drift.items()) +
+          '. The cut leaves the function and the optimizer state as they were, so the steps after it repeat the masked fit up to float rounding, '
+          'which a chaotic training then amplifies; MobileNetV2 also has a `Dropout` before its classifier, whose random mask is drawn over the '
+          'smaller width once its input channels are cut, so its two fits take different, equally likely paths from the first step after the cut. '
+          'The two final accuracies are one seed each: compare them with the spread between seeds, not with each other.')
     print('\nThe cut itself (tracing, planning, cutting, checking the outputs, moving the optimizer state) took ' +
           ', '.join(f"{b['cut']:.1f} s for {b['model']}" for b in rows[1::2]) + '.')
 
