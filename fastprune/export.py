@@ -6,17 +6,22 @@ Docs: https://fastprune.github.io/fastprune/export.html.md"""
 
 # %% ../nbs/11_export.ipynb #5b8d02fa
 from __future__ import annotations
-import io, math, os, warnings
+import io, itertools, math, os, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
 from torch import nn, Tensor
+from fastcore.basics import patch
+from fastcore.meta import delegates
+from fastai.learner import Learner
 from .core import *
 from .granularity import *
 from .report import *
+from .compact import compact, learner_inputs
 
 # %% auto #0
-__all__ = ['save_sparse', 'load_sparse', 'file_size', 'to_semi_structured', 'export_onnx', 'model_stats', 'compare_models']
+__all__ = ['save_sparse', 'load_sparse', 'file_size', 'to_semi_structured', 'OnnxFile', 'calibration_feeds', 'export_onnx',
+           'model_stats', 'compare_models']
 
 # %% ../nbs/11_export.ipynb #0ce876c0
 _FORMAT = 'fastprune.sparse'
@@ -102,40 +107,195 @@ def to_semi_structured(model:nn.Module, # A model on CUDA in float16/bfloat16, w
         except Exception as e: raise ValueError(f'layer {n!r} {tuple(m.weight.shape)} {m.weight.dtype}: {e}') from e
     return model
 
-# %% ../nbs/11_export.ipynb #9b0341b3
+# %% ../nbs/11_export.ipynb #d9e7b9c7
+_deploy = 'in the deploy extra: pip install "fastprune[deploy]"'
+
 def _onnxruntime():
     try: import onnxruntime
-    except ImportError as e: raise ImportError('running ONNX files needs onnxruntime, in the deploy extra: pip install "fastprune[deploy]"') from e
+    except ImportError as e: raise ImportError(f'running ONNX files needs onnxruntime, {_deploy}') from e
     return onnxruntime
 
-# %% ../nbs/11_export.ipynb #9b0c44bf
+def _quantization():
+    "onnxruntime's quantization tools (they need `onnx` too)"
+    try:
+        import onnx
+        from onnxruntime import quantization
+    except ImportError as e: raise ImportError(f'int8 quantization needs onnx and onnxruntime, {_deploy}') from e
+    return quantization
+
+# %% ../nbs/11_export.ipynb #dc804470
+class OnnxFile(type(Path())):
+    "The path of a file written by `export_onnx`, with what its checks found: for an int8 file, the share of outputs whose top class is the float32 model's"
+    quantize,agreement,n_checked = None,None,0
+    def __repr__(self):
+        if self.quantize is None: return f'{type(self).__name__}({str(self)!r})'
+        agree = 'no class dimension to compare' if self.agreement is None else f'top-1 agreement with float32 {self.agreement:.1%} on {self.n_checked} outputs'
+        return f'{type(self).__name__}({str(self)!r}, {self.quantize}, {agree})'
+
+def _onnx_file(path, quantize=None, agreement=None, n_checked=0)->OnnxFile:
+    res = OnnxFile(path)
+    res.quantize,res.agreement,res.n_checked = quantize,agreement,n_checked
+    return res
+
+_quantizations = (None, 'int8')
+def _check_quantize(q):
+    if q not in _quantizations: raise ValueError(f"quantize must be None (float32) or 'int8', got {q!r}")
+    return q
+
+# %% ../nbs/11_export.ipynb #ccc29fb2
+def _batch_inputs(b, n:int, i:int)->tuple:
+    "The first `n` tensors of calibration batch `i`"
+    xs = (b,) if isinstance(b, Tensor) else tuple(b)[:n] if isinstance(b, (tuple, list)) else ()
+    if len(xs) < n or not all(isinstance(x, Tensor) for x in xs):
+        what = 'the input tensor' if n == 1 else f'the {n} input tensors'
+        raise TypeError(f'calibration batch {i} must be a tensor or a tuple that starts with {what}, got {type(b).__name__}: {b!r:.80}')
+    return xs
+
+def calibration_feeds(calibration, # A `DataLoader` (or another iterable of batches), or a list of batches: tensors, or tuples that start with the inputs
+                      example_inputs, # A batch the model takes: each calibration input must match its shape (but for the batch size) and dtype
+                      n_batches:int=4, # How many batches to take from a `DataLoader` (a list is used whole)
+                     )->list:
+    "The calibration batches as onnxruntime input dicts (`{'input0': array, ...}`), checked against `example_inputs`"
+    inputs,n_batches = as_inputs(example_inputs),check_number(n_batches, 'n_batches', 1, integer=True)
+    if isinstance(calibration, Tensor): calibration = [calibration]
+    if isinstance(calibration, (str, bytes, dict)) or not hasattr(calibration, '__iter__'):
+        raise TypeError(f'calibration must be a DataLoader or a list of batches, got {type(calibration).__name__}: {calibration!r:.80}')
+    batches = list(calibration) if isinstance(calibration, (list, tuple)) else list(itertools.islice(calibration, n_batches))
+    if not batches: raise ValueError('calibration holds no batch: int8 quantization needs a few batches of the inputs the model will see')
+    feeds = []
+    for i,b in enumerate(batches):
+        xs = _batch_inputs(b, len(inputs), i)
+        for j,(x,e) in enumerate(zip(xs, inputs)):
+            if x.shape[1:] != e.shape[1:] or x.dtype != e.dtype:
+                raise ValueError(f'calibration batch {i}, input {j}: {tuple(x.shape)} {x.dtype} does not match example_inputs {tuple(e.shape)} {e.dtype} (only the batch size may differ)')
+        feeds.append({f'input{j}': np.ascontiguousarray(x.detach().cpu().numpy()) for j,x in enumerate(xs)})
+    return feeds
+
+# %% ../nbs/11_export.ipynb #d1fa446d
+class _Feeds:
+    "A `CalibrationDataReader` (onnxruntime recognises one by its `get_next`) over a list of input dicts"
+    def __init__(self, feeds:list): self.feeds,self.i = feeds,0
+    def __len__(self): return len(self.feeds)
+    def get_next(self)->dict|None:
+        if self.i >= len(self.feeds): return None
+        self.i += 1
+        return self.feeds[self.i-1]
+
+def _float_weights(path)->tuple:
+    "`(nodes that read a float weight directly, how many weights are quantized)` in ONNX file `path`"
+    import onnx
+    g = onnx.load(str(path)).graph
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+    inits = {i.name: i for i in g.initializer}
+    w = {k for k,i in inits.items() if i.data_type in floats and math.prod(i.dims) > 1}  # scalars are constants of the graph, not weights
+    dq = {'QuantizeLinear', 'DequantizeLinear'}
+    return [n for n in g.node if n.op_type not in dq and any(i in w for i in n.input)], sum(n.op_type == 'DequantizeLinear' and n.input[0] in inits for n in g.node)
+
+def _nodes(ns:list, k:int=8)->str:
+    "ONNX nodes by op type and name, the first `k` of them"
+    return ', '.join(f'{n.op_type} {n.name!r}' for n in ns[:k]) + (f' and {len(ns)-k} more' if len(ns) > k else '')
+
+def _quantize(src:Path, # A float32 ONNX file
+              dest:Path, # Where the int8 file goes
+              feeds:list, # Calibration inputs, from `calibration_feeds`
+              per_channel:bool=True, # One scale per output channel of each weight
+              options:dict|None=None, # More arguments of `quantize_static`
+             ):
+    "Quantize `src` to int8 with onnxruntime (QDQ format, static, calibrated on `feeds`) into `dest`; an op it cannot quantize is named"
+    q = _quantization()
+    pre = dest.with_name(dest.name + '.pre')
+    kw = dict(quant_format=q.QuantFormat.QDQ, per_channel=per_channel) | (options or {})
+    try:
+        q.quant_pre_process(str(src), str(pre))
+        q.quantize_static(str(pre), str(dest), _Feeds(feeds), **kw)
+    except Exception as e: raise RuntimeError(f'onnxruntime could not quantize the model: {type(e).__name__}: {e}') from e
+    finally: pre.unlink(missing_ok=True)
+    left,n_q = _float_weights(dest)
+    if left and not n_q: raise ValueError(f'onnxruntime quantizes none of the weights of this model: {_nodes(left)} stay float32 (its int8 kernels cover Conv, ConvTranspose, Gemm, MatMul and ops without weights); export it with quantize=None')
+    if left: warnings.warn(f'onnxruntime has no int8 form for {len(left)} layer{"s"*(len(left)>1)} with weights, which stay float32: {_nodes(left)}', UserWarning, stacklevel=3)
+
+def _agreement(ref:Path, # The float32 file
+               quant:Path, # The int8 file
+               feeds:list, # Inputs to compare them on
+              )->tuple:
+    "`(top-1 agreement, outputs compared)` of the first outputs of two ONNX files on `feeds`, classes along dim 1 (`(None, 0)` without one)"
+    ort = _onnxruntime()
+    try: a,b = (ort.InferenceSession(str(p), providers=['CPUExecutionProvider']) for p in (ref, quant))
+    except Exception as e: raise RuntimeError(f'onnxruntime cannot load the int8 model it wrote: {e}') from e
+    same = n = 0
+    for f in feeds:
+        ya,yb = a.run(None, f)[0],b.run(None, f)[0]
+        if ya.ndim < 2: return None,0
+        same,n = same + int((ya.argmax(1) == yb.argmax(1)).sum()),n + ya.argmax(1).size
+    return same/n,n
+
+# %% ../nbs/11_export.ipynb #223ae638
 def export_onnx(model:nn.Module, # The model to export (a compacted one, typically)
                 example_inputs, # A batch it takes
                 path, # The .onnx file to write
-                check:bool=True, # Run the file in onnxruntime and compare with PyTorch (needs `onnxruntime`)
+                quantize:str|None=None, # None: float32; 'int8': static int8 quantization by onnxruntime (QDQ format, needs `calibration`)
+                calibration=None, # For 'int8': a `DataLoader` or a list of batches like those the model will see (see `calibration_feeds`)
+                n_batches:int=4, # How many batches to take from a `DataLoader` for calibration (a list is used whole)
+                per_channel:bool=True, # For 'int8': one scale per output channel of each weight, instead of one per tensor
+                min_agreement:float=0., # For 'int8': fail if a smaller share of outputs have the float32 model's top class
+                quant_options:dict|None=None, # For 'int8': more arguments of `onnxruntime.quantization.quantize_static` (calibrate_method, nodes_to_exclude...)
+                check:bool=True, # Run the float32 file in onnxruntime and compare with PyTorch (needs `onnxruntime`)
                 rtol:float=1e-4, # Largest difference allowed by the check, relative to the largest output
                 opset:int=17, # ONNX opset version
                 dynamo:bool=False, # Use torch's `torch.export`-based exporter instead of the TorchScript one
-               )->Path:
-    "Export `model` to ONNX with a dynamic batch size, checked against onnxruntime; the file appears only once it is complete and checked"
+               )->OnnxFile:
+    "Export `model` to ONNX with a dynamic batch size, checked against onnxruntime (and, quantized, against float32); the file appears only once it is complete and checked"
+    int8 = _check_quantize(quantize) == 'int8'
     inputs,path = as_inputs(example_inputs),Path(path)
+    if int8:
+        _quantization()
+        min_agreement = check_number(min_agreement, 'min_agreement', 0, 1)
+        if quant_options is not None and not isinstance(quant_options, dict): raise TypeError(f'quant_options must be a dict of arguments of quantize_static, got {type(quant_options).__name__}')
+        if calibration is None: raise ValueError("quantize='int8' needs calibration batches: pass calibration=dls.valid (a DataLoader) or a list of batches (learn.export_onnx uses the learner's data)")
+        feeds = calibration_feeds(calibration, inputs, n_batches)
+    elif calibration is not None: raise ValueError("calibration is used only with quantize='int8'")
     names = [f'input{i}' for i in range(len(inputs))]
     ref = [t.cpu() for t in output_tensors(run_eval(model, inputs))]  # inputs that do not fit fail here, naming the layer
-    tmp = path.with_name(f'.{path.name}.partial')
+    tmp,fp32 = path.with_name(f'.{path.name}.partial'),path.with_name(f'.{path.name}.fp32.partial')
+    out = fp32 if int8 else tmp
     try:
         with eval_mode(model), warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter('ignore', DeprecationWarning)
             kw = dict(dynamic_shapes=tuple({0: torch.export.Dim('batch')} for _ in inputs)) if dynamo else dict(dynamic_axes={n: {0: 'batch'} for n in names + ['output']})
-            torch.onnx.export(model, inputs, str(tmp), input_names=names, output_names=['output'], opset_version=opset, dynamo=dynamo, **kw)
+            torch.onnx.export(model, inputs, str(out), input_names=names, output_names=['output'], opset_version=opset, dynamo=dynamo, **kw)
         if check:
             ort = _onnxruntime()
-            sess = ort.InferenceSession(str(tmp), providers=['CPUExecutionProvider'])
+            sess = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
             got = sess.run(None, {n: x.detach().cpu().numpy() for n,x in zip(names, inputs)})
             err = rel_diff([torch.from_numpy(o) for o in got], ref)
             if not err <= rtol: raise RuntimeError(f'onnxruntime differs from PyTorch by {err:.2e} (relative; rtol={rtol}) on {path}')
+        agree,n = None,0
+        if int8:
+            _quantize(fp32, tmp, feeds, check_bool(per_channel, 'per_channel'), quant_options)
+            agree,n = _agreement(fp32, tmp, feeds)
+            if agree is not None and agree < min_agreement:
+                raise RuntimeError(f'the int8 model gives the float32 top class on {agree:.1%} of {n} calibration outputs, below min_agreement={min_agreement}: calibrate on more batches, or keep sensitive layers in float32 (quant_options=dict(nodes_to_exclude=[...]))')
         os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
-    return path
+    finally:
+        for t in (tmp, fp32): t.unlink(missing_ok=True)
+    return _onnx_file(path, quantize, agree, n)
+
+# %% ../nbs/11_export.ipynb #f8c87b71
+@patch
+@delegates(export_onnx, but=['model', 'example_inputs', 'path', 'quantize', 'calibration'])
+def export_onnx(self:Learner,
+                path, # The .onnx file to write (relative to `self.path`, as with `learn.export`)
+                quantize:str|None=None, # None: float32; 'int8': static int8 quantization by onnxruntime, calibrated on the learner's data
+                calibration=None, # For 'int8': a `DataLoader` or a list of batches (default: `self.dls.valid`)
+                example_inputs=None, # A batch for tracing (default: the sparsifier's, else two items of the validation set)
+                **kwargs,
+               )->OnnxFile:
+    "Export `self.model` to ONNX, compacted first when its masks are structured (`filter`, `channel`); `self.model` is left untouched"
+    _check_quantize(quantize)
+    xs,sp = learner_inputs(self, example_inputs),getattr(self, 'sparsifier', None)
+    model = compact(self.model, xs, sparsifier=sp) if sp is not None and sp.granularity.name in ('filter', 'channel') else self.model
+    if quantize is not None and calibration is None: calibration = self.dls.valid
+    return export_onnx(model, xs, Path(self.path)/path, quantize=quantize, calibration=calibration, **kwargs)
 
 # %% ../nbs/11_export.ipynb #58554668
 def model_stats(model:nn.Module, example_inputs)->dict:
