@@ -11,8 +11,10 @@ from .callback import SparsifyCallback, recalibrate_bn
 from .learner import create_learner, vgg16_learner, mobilenet_learner, register_arch
 from .data import get_dls, register_dataset, DataSource
 from .study import run_study, plan_study, read_results, summarize, plot_study
-from .compact import compact, compact_plan
+from .compact import compact, compact_plan, CompactCallback
 from .export import save_sparse, load_sparse, export_onnx, compare_models
+from .sensitivity import sensitivity, plot_sensitivity, allocate
+from .distill import DistillCallback
 
 __all__ = ['Granularity', 'register_granularity', 'get_granularity', 'plot_mask',
            'Criterion', 'register_criterion', 'get_criterion',
@@ -22,4 +24,5 @@ __all__ = ['Granularity', 'register_granularity', 'get_granularity', 'plot_mask'
            'create_learner', 'vgg16_learner', 'mobilenet_learner', 'register_arch',
            'get_dls', 'register_dataset', 'DataSource',
            'run_study', 'plan_study', 'read_results', 'summarize', 'plot_study',
-           'compact', 'compact_plan', 'save_sparse', 'load_sparse', 'export_onnx', 'compare_models']
+           'compact', 'compact_plan', 'CompactCallback', 'save_sparse', 'load_sparse', 'export_onnx', 'compare_models',
+           'sensitivity', 'plot_sensitivity', 'allocate', 'DistillCallback']

@@ -43,7 +43,7 @@ class SparsifyCallback(Callback):
         sparsity:float|dict, # Target sparsity in percent [0, 100], or a dict of layer-name patterns (globs) to percentages
         granularity:str|Granularity='weight', # 'weight', 'vector', 'kernel', 'filter', 'channel', 'N:M', or a registered one
         context:str='local', # 'local': every layer to the target; 'global': one ranking across layers, counted in parameters
-        criteria:str|Criterion='large_final', # 'large_final' (|w|), 'random', 'large_init', 'movement', 'taylor', or your own
+        criteria:str|Criterion='large_final', # 'large_final' (|w|), 'random', 'large_init', 'movement', 'taylor', 'wanda' (|w| × input norm), or your own
         schedule='one_cycle', # A schedule name or any function f(start, end, pos), fastai's included
         start_pct:float=0., # Fraction of training where the sparsity starts to ramp
         end_pct:float=1., # Fraction of training where it reaches the target

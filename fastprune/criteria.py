@@ -8,11 +8,11 @@ Docs: https://fastprune.github.io/fastprune/criteria.html.md"""
 from __future__ import annotations
 from fastcore.basics import store_attr
 import torch
-from torch import Tensor
+from torch import nn, Tensor
 from .core import *
 
 # %% auto #0
-__all__ = ['criteria', 'Criterion', 'register_criterion', 'get_criterion']
+__all__ = ['criteria', 'Criterion', 'register_criterion', 'get_criterion', 'input_sq_norms']
 
 # %% ../nbs/01_criteria.ipynb #0372a3cd
 class Criterion:
@@ -23,12 +23,24 @@ class Criterion:
         needs_init:bool=False, # Scores need the weights as they were when pruning began
         needs_grad:bool=False, # Scores need the current gradient
         nonnegative:bool=False, # Never a negative score, by construction (global LAMP then needs no check)
+        input_stat=None, # `f(module, x)`: a statistic of the layer's input `x` that adds up over calls; `fn` then gets its sum as `inputs`
+        layer_types:tuple|None=None, # The only layer types it can score (None: any)
     ): store_attr()
-    def __call__(self, w:Tensor, init:Tensor|None=None, grad:Tensor|None=None, generator:torch.Generator|None=None)->Tensor:
+    input_stat = layer_types = None  # criteria pickled before these settings existed
+    @property
+    def needs_inputs(self)->bool: return self.input_stat is not None
+    def __call__(self, w:Tensor, init:Tensor|None=None, grad:Tensor|None=None, generator:torch.Generator|None=None, inputs:Tensor|None=None)->Tensor:
         if self.needs_init and init is None: raise ValueError(f'criterion {self.name!r} needs the initial weights')
         if self.needs_grad and grad is None:
             raise ValueError(f'criterion {self.name!r} needs gradients: run a backward pass before pruning (SparsifyCallback does this for you)')
-        return self.fn(w, init=init, grad=grad, generator=generator)
+        if self.needs_inputs and inputs is None:
+            raise ValueError(f'criterion {self.name!r} needs statistics of the layer inputs: prune through a Sparsifier that has seen a batch (`see_batch` or `example_inputs`)')
+        kw = dict(inputs=inputs) if self.needs_inputs else {}  # criteria that read no inputs keep their signature
+        return self.fn(w, init=init, grad=grad, generator=generator, **kw)
+    def check_layer(self, name:str, m:nn.Module):
+        "Raise if this criterion cannot score layer `m` (named `name`)"
+        if self.layer_types is None or isinstance(m, self.layer_types): return
+        raise ValueError(f'criterion {self.name!r} scores only layers of type {[t.__name__ for t in self.layer_types]}, and layer {name!r} is a {type(m).__name__}: exclude it, choose a layer_type among those, or another criterion')
     def __repr__(self): return f'Criterion({self.name!r})'
     def __reduce__(self): return (get_criterion, (self.name,)) if criteria.get(self.name) is self else super().__reduce__()
 
@@ -54,3 +66,20 @@ for _c in [Criterion('large_final', _large_final, nonnegative=True), Criterion('
            Criterion('large_init', _large_init, needs_init=True, nonnegative=True), Criterion('movement', _movement, needs_init=True, nonnegative=True),
            Criterion('taylor', _taylor, needs_grad=True, nonnegative=True)]:
     register_criterion(_c)
+
+# %% ../nbs/01_criteria.ipynb #ca77352c
+def input_sq_norms(m:nn.Module, # The layer whose input this is: a `Conv2d` or a `Linear`
+                   x:Tensor, # Its input, (N, C, H, W) for a `Conv2d`, (..., in_features) for a `Linear`
+                  )->Tensor:
+    "The sum of squares of `x` per input channel (Conv2d) or feature (Linear), shaped to broadcast against `m.weight`"
+    if isinstance(m, nn.Conv2d):
+        if x.ndim == 3: x = x[None]  # an unbatched input
+        n = torch.linalg.vector_norm(x.detach(), dim=(0, 2, 3), dtype=torch.float32)**2
+        o,i,g = m.weight.shape[0],m.weight.shape[1],m.groups
+        return n.view(g, 1, i).expand(g, o//g, i).reshape(o, i, 1, 1)  # filter o reads the channels of its group: group(o) = o // (o/g)
+    if isinstance(m, nn.Linear): return (torch.linalg.vector_norm(x.detach().reshape(-1, x.shape[-1]), dim=0, dtype=torch.float32)**2)[None]
+    raise TypeError(f'input_sq_norms takes a Conv2d or a Linear, got {type(m).__name__}')
+
+def _wanda(w, inputs, **kw): return w.detach().abs()*inputs.to(w.device).sqrt()
+
+register_criterion(Criterion('wanda', _wanda, nonnegative=True, input_stat=input_sq_norms, layer_types=(nn.Conv2d, nn.Linear)))

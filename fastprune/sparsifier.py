@@ -439,7 +439,7 @@ class PruneConfig:
     def __init__(self,
         granularity:str|Granularity='weight', # What is pruned together: 'weight', 'vector', 'kernel', 'filter', 'channel', 'N:M', or your own
         context:str='local', # 'local': each layer to the target; 'global': one ranking across layers, counted in parameters
-        criteria:str|Criterion='large_final', # What to keep: 'large_final', 'random', 'large_init', 'movement', 'taylor', or your own
+        criteria:str|Criterion='large_final', # What to keep: 'large_final', 'random', 'large_init', 'movement', 'taylor', 'wanda', or your own
         layer_type=nn.Conv2d, # Type(s) of layer to prune
         layers:str|list|None=None, # Glob pattern(s) of layer names to prune (default: every layer of `layer_type`)
         exclude:str|list|None=None, # Glob pattern(s) of layer names to leave dense
@@ -477,7 +477,7 @@ class Sparsifier(GetAttr):
         model:nn.Module, # The model to prune (masks are applied in place)
         granularity:str|Granularity='weight', # What is pruned together: 'weight', 'vector', 'kernel', 'filter', 'channel', 'N:M', or your own
         context:str='local', # 'local': each layer to the target; 'global': one ranking across layers, counted in parameters
-        criteria:str|Criterion='large_final', # What to keep: 'large_final', 'random', 'large_init', 'movement', 'taylor', or your own
+        criteria:str|Criterion='large_final', # What to keep: 'large_final', 'random', 'large_init', 'movement', 'taylor', 'wanda', or your own
         example_inputs:tuple|None=None, # A batch the model takes: traced once to pair convs with their BatchNorm; its first item is kept for reports
         **kwargs):
         self._bind(model, PruneConfig(granularity, context, criteria, **kwargs), example_inputs)
@@ -494,7 +494,8 @@ class Sparsifier(GetAttr):
         "Select the layers of `model` for `config`, pair them with their BatchNorm, and take their all-zero groups as masks"
         if not isinstance(model, nn.Module): raise TypeError(f'model must be an nn.Module, got {type(model).__name__}')
         self.model,self.config,self.events = model,config,events
-        self.example_inputs = None if example_inputs is None else tuple(x[:1].detach() for x in as_inputs(example_inputs))
+        self.example_inputs = None if example_inputs is None else tuple(x[:1].detach().clone() for x in as_inputs(example_inputs))
+        self._batch = as_inputs(example_inputs) if example_inputs is not None and config.criteria.needs_inputs else None  # what `input_stats` reads
         self.layers = L(PrunedLayer(n, m, config.granularity) for n,m in self._select())
         self._needs_trace = False
         if config.criteria.needs_init: self.snapshot()
@@ -516,6 +517,7 @@ class Sparsifier(GetAttr):
             n,why = bad[0]
             ok = sorted(k for k,g in granularities.items() if g.fits(dict(res)[n]))
             raise ValueError(f'granularity {cfg.granularity.name!r} does not fit layer {n!r} ({why}); granularities that fit it: {ok}. Exclude it with exclude={n!r} or choose another granularity')
+        for n,m in res: cfg.criteria.check_layer(n, m)
         return res
 
     def __repr__(self): return f'Sparsifier({len(self.layers)} layers, {self.granularity.name}, {self.context}, {self.criteria.name}, sparsity {self.sparsity():.2f} %)'
@@ -565,11 +567,11 @@ def reached(self:Sparsifier)->list:
 def _scores(self:Sparsifier, rerank:bool):
     "One score per group of each layer; unless `rerank`, N:M patterns rank their pruned weights first"
     gen = torch.Generator().manual_seed(self.seed + self.events) if self.criteria.name == 'random' else None
-    res = []
+    acts,res = self.input_stats() if self.criteria.needs_inputs else None,[]
     for l in self.layers:
         w = l.weight
         g = w.grad if self.criteria.needs_grad else None
-        c = self.criteria(w, init=l.init, grad=g, generator=gen).float()
+        c = self.criteria(w, init=l.init, grad=g, generator=gen, inputs=None if acts is None else acts[l.name]).float()
         if self.granularity.pattern and l.mask is not None and not rerank: c = torch.where(l.mask, c, c.min() - 1)  # pruned weights rank first in their block: the pattern holds as the target rises
         s = self.granularity.reduce(c).flatten()
         if not torch.isfinite(s.sum()) and not torch.isfinite(s).all():  # a sum is the cheapest check; the weights are looked at only to say what went wrong
@@ -789,9 +791,28 @@ def pair_bn(self:Sparsifier, example_inputs=None):
 
 @patch
 def see_batch(self:Sparsifier, xb:tuple):
-    "Look at a training batch: keep its first item as `example_inputs`, and trace the conv → BatchNorm pairs on it if they were only guessed"
+    "Look at a training batch: keep its first item as `example_inputs`, trace the conv → BatchNorm pairs on it if they were only guessed, and hold it for criteria that read layer inputs"
     if self._needs_trace: self.pair_bn(tuple(x[:2] for x in xb))
-    if self.example_inputs is None: self.example_inputs = tuple(x[:1].detach() for x in xb)
+    if self.example_inputs is None: self.example_inputs = tuple(x[:1].detach().clone() for x in xb)  # a copy: a view would keep the whole batch alive, in exported learners too
+    if self.criteria.needs_inputs: self._batch = tuple(xb)  # a reference, no copy: the batch the next event's `input_stats` reads
+
+@patch
+def input_stats(self:Sparsifier, inputs=None)->dict:
+    "Each selected layer's `criteria.input_stat`, by name, from forward hooks over one pass of `inputs` (default: the latest batch `see_batch` kept, else `example_inputs`) in eval mode without gradients"
+    xb = inputs if inputs is not None else getattr(self, '_batch', None) or self.example_inputs
+    if xb is None: raise ValueError(f'criterion {self.criteria.name!r} reads the layer inputs: pass example_inputs (a batch) to the Sparsifier, or show it one with see_batch')
+    stat,acc = self.criteria.input_stat,{}
+    def hook(name):
+        def f(m, i): s = stat(m, i[0]); acc[name] = s if name not in acc else acc[name] + s  # a layer called twice adds up
+        return f
+    hs = [l.module.register_forward_pre_hook(hook(l.name)) for l in self.layers]
+    try: run_eval(self.model, as_inputs(xb), 'the calibration batch does not fit the model')
+    finally:
+        for h in hs: h.remove()
+    if miss := [l.name for l in self.layers if l.name not in acc]: raise ValueError(f'criterion {self.criteria.name!r} reads the inputs of every layer it scores, and {listing(miss)} did not run on the calibration batch: exclude them')
+    if torch.distributed.is_available() and torch.distributed.is_initialized():  # each process saw its share of the batch: all of them sum it, and choose the same masks
+        for l in self.layers: acc[l.name] = acc[l.name].contiguous(); torch.distributed.all_reduce(acc[l.name])  # a statistic may be an expanded view
+    return acc
 
 @patch
 def adopt_zeros(self:Sparsifier):
@@ -858,7 +879,7 @@ def load_state_dict(self:Sparsifier, sd:dict):
 
 @patch
 def __getstate__(self:Sparsifier):
-    d = dict(self.__dict__); d.pop('_ts', None); d.pop('_ms', None); d.pop('_scratch', None)
+    d = dict(self.__dict__); d.pop('_ts', None); d.pop('_ms', None); d.pop('_scratch', None); d.pop('_batch', None)
     return d
 @patch
 def __setstate__(self:Sparsifier, d): self.__dict__.update(d); self._cache()

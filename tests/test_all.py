@@ -11,7 +11,8 @@ EXPORTED = {
     'create_learner', 'vgg16_learner', 'mobilenet_learner', 'register_arch',
     'get_dls', 'register_dataset', 'DataSource',
     'run_study', 'plan_study', 'read_results', 'summarize', 'plot_study',
-    'compact', 'compact_plan', 'save_sparse', 'load_sparse', 'export_onnx', 'compare_models',
+    'compact', 'compact_plan', 'CompactCallback', 'save_sparse', 'load_sparse', 'export_onnx', 'compare_models',
+    'sensitivity', 'plot_sensitivity', 'allocate', 'DistillCallback',
 }
 OTHER_PACKAGES = {'datasets', 'transformers', 'timm', 'torch', 'numpy', 'pandas'}
 

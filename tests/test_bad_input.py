@@ -67,7 +67,7 @@ cases = {
     # unknown names
     'unknown granularity':      (None, _cb(sparsity=50, granularity='row'), ValueError, r"unknown granularity 'row': choose one of \[.*'channel', 'filter', 'kernel', 'vector', 'weight'\]"),
     'unknown context':          (None, _cb(sparsity=50, context='layerwise'), ValueError, r"unknown context 'layerwise': choose one of \['global', 'local'\]"),
-    'unknown criterion':        (None, _cb(sparsity=50, criteria='l1'), ValueError, r"unknown criterion 'l1': choose one of \['large_final', 'large_init', 'movement', 'random', 'taylor'\]"),
+    'unknown criterion':        (None, _cb(sparsity=50, criteria='l1'), ValueError, r"unknown criterion 'l1': choose one of \['large_final', 'large_init', 'movement', 'random', 'taylor', 'wanda'\]"),
     'unknown schedule':         (None, _cb(sparsity=50, schedule='cubic'), ValueError, r"unknown schedule 'cubic': choose one of \['agp', 'cos', .*\] or pass a function f\(start, end, pos\)"),
     'unknown normalize':        (None, _cb(sparsity=50, normalize='max'), ValueError, r"unknown normalize 'max': choose one of \['lamp', 'mean', 'none'\]"),
     'unknown granularity (Sparsifier)': (None, _sp('row'), ValueError, r"unknown granularity 'row': choose one of \["),
@@ -97,7 +97,7 @@ cases = {
     # schedules and criteria that can't work on this fit
     'fastai annealer as schedule': (None, _fit(sparsity=50, schedule=SchedCos(0, 80)), TypeError, r'schedule .* must be a function f\(start, end, pos\) that returns a percentage'),
     'schedule out of range':    (None, _fit(sparsity=50, schedule=lambda s,e,p: 3*e), ValueError, r'the schedule value at pos=0.0000 must be a percentage in \[0, 100\], got 150'),
-    'taylor on frozen layers':  (_freeze('0'), _fit(sparsity=50, criteria='taylor'), ValueError, r"criterion 'taylor' ranks weights by their gradients, and the frozen layers '0' get none: unfreeze them, exclude them, or choose a criterion among \['large_final', 'large_init', 'movement', 'random'\]"),
+    'taylor on frozen layers':  (_freeze('0'), _fit(sparsity=50, criteria='taylor'), ValueError, r"criterion 'taylor' ranks weights by their gradients, and the frozen layers '0' get none: unfreeze them, exclude them, or choose a criterion among \['large_final', 'large_init', 'movement', 'random', 'wanda'\]"),
     'taylor without gradients': (None, _sp(criteria='taylor', then=lambda sp: sp.prune(50)), ValueError, r"criterion 'taylor' needs gradients: run a backward pass before pruning"),
     'rewind after first event': (None, _fit(sparsity=50, lth=True, rewind_epoch=1), ValueError, r'the lottery-ticket rewind point \(iteration 1\) comes after the first pruning event \(iteration 0\): choose rewind_epoch/rewind_iter at or before it'),
 }
