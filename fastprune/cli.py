@@ -67,7 +67,7 @@ def _flat(v):
     return None if res == [None] else res
 
 def _parser()->argparse.ArgumentParser:
-    from fastprune.study import presets
+    from fastprune.study import presets, precisions, executors
     p = argparse.ArgumentParser(prog='fastprune', description='Prune convolutional networks while fastai trains them')
     sub = p.add_subparsers(dest='cmd', required=True)
     s = sub.add_parser('study', help='run the study: pretrained vs scratch networks pruned across sparsities (default: the embedded preset)',
@@ -83,6 +83,12 @@ def _parser()->argparse.ArgumentParser:
     s.add_argument('--no-bar', action='store_true', help='no progress bars (one line per run is still printed)')
     s.add_argument('--no-plot', action='store_true', help='do not save the plot')
     s.add_argument('--no-retry', action='store_true', help='keep the runs that failed before instead of running them again')
+    s.add_argument('--precision', choices=precisions, default='fp32', help="'bf16' or 'fp16': mixed precision, CUDA only (default: %(default)s)")
+    s.add_argument('--executor', choices=executors, default='sequential', help="'ray': one Ray task per run, on every GPU of a machine or a cluster (default: %(default)s)")
+    s.add_argument('--address', default=None, help="Ray: 'auto' joins the cluster this node belongs to, or HOST:PORT (default: a local Ray on this machine)")
+    s.add_argument('--gpus-per-run', type=float, default=None, help='Ray: GPUs each run asks for, e.g. 1 or 0.5 (default: 1 if the cluster has GPUs, else 0)')
+    s.add_argument('--num-workers', type=int, default=0, help='data-loading worker processes of each run; a GPU at 224 px needs several (default: %(default)s)')
+    s.add_argument('--cpus-per-run', type=int, default=None, help='CPUs each run asks for, and its torch threads (default: 1 on Ray; as they are without)')
     return p
 
 # %% ../nbs/09_cli.ipynb #8e0f4e26
@@ -109,18 +115,21 @@ def main(argv=None)->int:
     p = _parser()
     a = p.parse_args(argv)
     if a.cmd != 'study': return 0
-    from fastprune.study import presets, plan_study, run_study, format_summary, format_largest
+    from fastprune.study import presets, plan_study, run_study, format_summary, format_largest, format_effect
     kw = dict(presets[a.preset], **{d: _flat(getattr(a, d)) for _,d,_,_ in _overrides if hasattr(a, d)})
     out = Path(a.out)
     try:
         if a.dry_run: return _dry_run(plan_study(**kw), out, a.root, a.download)
         t = time.perf_counter()
-        df = run_study(out=out, root=a.root, download=a.download, bar=not a.no_bar, plot=not a.no_plot, retry_errors=not a.no_retry, **kw)
-    except (ValueError, TypeError, FileNotFoundError) as e: p.error(f'{e}')  # argparse prints it and exits with status 2
+        df = run_study(out=out, root=a.root, download=a.download, bar=not a.no_bar, plot=not a.no_plot, retry_errors=not a.no_retry, precision=a.precision,
+                       executor=a.executor, address=a.address, gpus_per_run=a.gpus_per_run, cpus_per_run=a.cpus_per_run,
+                       num_workers=a.num_workers, **kw)
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as e: p.error(f'{e}')  # argparse prints it and exits with status 2
     failed = int(df.error.notna().sum())
     print(f'\n{len(df)} runs in {out/"results.csv"} ({failed} failed), {time.perf_counter()-t:.0f} s')
     if failed < len(df):
         print(f"\nAccuracy (top-1, %) over seeds, and Δ against each arm's own dense baseline:\n{format_summary(df)}")
-        print(f'\nLargest sparsity within {a.tol:g} point(s) of dense accuracy:\n{format_largest(df, a.tol)}')
+        print(f'\nLargest sparsity within {a.tol:g} point(s) of dense accuracy, with its 95 % bootstrap interval:\n{format_largest(df, a.tol)}')
+        if df.arm.nunique() > 1: print(f"\nPretrained against scratch: each arm's Δ at each sparsity and their difference (points), 95 % bootstrap interval:\n{format_effect(df)}")
         if not a.no_plot: print(f'\nplot: {out/"accuracy.png"}')
     return 1 if failed else 0

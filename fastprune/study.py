@@ -6,8 +6,8 @@ Docs: https://fastprune.github.io/fastprune/study.html.md"""
 
 # %% ../nbs/08_study.ipynb #2c6c9d7c
 from __future__ import annotations
-import itertools, math, os, time, warnings
-from contextlib import ExitStack
+import base64, itertools, math, os, socket, sys, time, warnings
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch, timm
@@ -16,10 +16,11 @@ from fastcore.basics import listify
 from fastcore.imports import in_notebook
 from fastcore.meta import delegates
 from fastprogress.fastprogress import progress_bar
-from fastai.torch_core import set_seed
+from fastai.torch_core import set_seed, default_device
 from fastai.metrics import accuracy
 from fastai.callback.progress import *  # Learner.no_bar
 from fastai.callback.channelslast import *  # Learner.to_channelslast
+from fastai.callback.fp16 import *  # Learner.to_bf16, Learner.to_fp16
 from .core import *
 from .granularity import granularities
 from .schedules import schedules
@@ -29,9 +30,10 @@ from .learner import get_arch_cfg, create_learner, check_weights
 from .data import get_dataset, get_dls
 
 # %% auto #0
-__all__ = ['arms', 'contexts', 'prune_cols', 'setting_cols', 'result_cols', 'layer_groups', 'presets', 'resolve_layers',
-           'plan_study', 'check_study', 'train_run', 'run_key', 'read_results', 'study_table', 'run_study', 'summarize',
-           'largest_within', 'format_summary', 'format_largest', 'plot_study']
+__all__ = ['arms', 'contexts', 'prune_cols', 'setting_cols', 'result_cols', 'precisions', 'executors', 'layer_groups', 'presets',
+           'resolve_layers', 'plan_study', 'check_study', 'pack_correct', 'unpack_correct', 'train_run', 'run_key',
+           'read_results', 'ray_cluster', 'study_table', 'run_study', 'summarize', 'largest_within', 'arm_difference',
+           'format_summary', 'format_largest', 'format_effect', 'plot_study']
 
 # %% ../nbs/08_study.ipynb #f3cbe9bc
 arms = ('pretrained', 'scratch')
@@ -40,7 +42,9 @@ prune_cols = ['granularity', 'context', 'schedule', 'start_pct', 'end_pct', 'exc
 setting_cols = ['arch', 'dataset', 'arm', 'granularity', 'context', 'schedule', 'sparsity', 'seed', 'epochs', 'lr', 'bs', 'size',
                 'n_per_class', 'n', 'n_valid', 'start_pct', 'end_pct', 'exclude', 'head', 'recal_bn', 'weights']
 result_cols = ['accuracy', 'loss', 'measured_sparsity', 'model_sparsity', 'compression', 'speedup', 'params', 'nonzero', 'flops', 'flops_left',
-               'train_items', 'valid_items', 'weights_from', 'time', 'error']
+               'train_items', 'valid_items', 'weights_from', 'time', 'correct', 'error']
+precisions = ('fp32', 'bf16', 'fp16')
+executors = ('sequential', 'ray')
 
 # %% ../nbs/08_study.ipynb #0dae2a8a
 def _first(model): return [next(n for n,m in model.named_modules() if isinstance(m, nn.Conv2d))]
@@ -103,11 +107,11 @@ def plan_study(
     archs:str|list='mobilenet_v2', # Architectures: names of `arch_cfgs` or timm model names
     datasets:str|list='digits', # Data sets: names of the `datasets` registry
     arms:str|list=arms, # 'pretrained' (ImageNet weights), 'scratch' (random init), or both
-    sparsities:float|list=(0, 50, 80, 90, 95), # Target sparsities in percent; 0 is the dense baseline
+    sparsities:float|list=(0, 80, 90, 95), # Target sparsities in percent; 0 is the dense baseline
     granularities:str|list='weight', # Granularities of `granularities` ('weight', 'filter', ...)
     contexts:str|list='local', # 'local' (each layer to the target) and/or 'global' (one ranking over layers)
     schedules:str|list='one_cycle', # Names of `schedules` ('one_cycle', 'agp', 'one_shot', ...)
-    seeds:int|list=(0, 1), # Seeds: of the split, the subsets, the head's init, the batches and the scratch weights
+    seeds:int|list=(0, 1, 2), # Seeds: of the split, the subsets, the head's init, the batches and the scratch weights
     epochs:int=6, # Epochs of `fit_one_cycle`, the same for every run
     lr:float|dict=dict(pretrained=3e-3, scratch=1e-2), # Learning rate, or one per arm {arm: lr}
     bs:int=64, # Batch size
@@ -162,21 +166,47 @@ def check_study(plan:list, # Configurations from `plan_study`
     return res
 
 # %% ../nbs/08_study.ipynb #c811831a
+def _check_precision(precision, cuda:bool)->str:
+    "`precision` if the runs can train in it: mixed precision needs CUDA"
+    check_choice(precision, 'precision', precisions)
+    if precision != 'fp32' and not cuda:
+        raise ValueError(f"precision {precision!r} needs a CUDA device (fastai's mixed precision autocasts on CUDA only), and these runs train on the CPU: use 'fp32'")
+    return precision
+
+def _device(device)->torch.device: return default_device() if device is None else torch.device(device)
+
+def pack_correct(hit, # One bool per validation image: was it classified right?
+                )->str:
+    "`hit` as text for a CSV cell: bits packed 8 to a byte, then base64"
+    return base64.b64encode(np.packbits(np.asarray(hit, dtype=bool)).tobytes()).decode('ascii')
+
+def unpack_correct(s:str, # A `correct` cell of `results.csv`
+                   n:int, # The number of validation images (`valid_items`)
+                  )->np.ndarray:
+    "The bool vector `pack_correct` stored"
+    return np.unpackbits(np.frombuffer(base64.b64decode(s), np.uint8), count=int(n)).astype(bool)
+
 def train_run(cfg:dict, # A configuration from `plan_study`
               root=None, # Folder of the file-based data sets
               download:bool=False, # Download a missing data set into `root` (needs internet)
               bar:bool=True, # Show fastai's progress bar and results table
               channels_last:bool=True, # Train in channels-last memory format
               device=None, # Where to train (default: fastai's `default_device()`)
+              precision:str='fp32', # 'fp32', or mixed precision 'bf16' / 'fp16' (CUDA only)
+              num_workers:int=0, # Worker processes loading the data (see `get_dls`): a GPU at 224 px needs several
              )->dict:
     "Train and measure one run of the study; returns its results (`result_cols`, without `error`)"
     t0 = time.perf_counter()
+    dev = _device(device)
+    precision = _check_precision(precision, dev.type == 'cuda')
     set_seed(cfg['seed'], reproducible=True)
     dls = get_dls(cfg['dataset'], root, size=cfg['size'], bs=cfg['bs'], n_per_class=cfg['n_per_class'], n=cfg['n'], n_valid=cfg['n_valid'],
-                  seed=cfg['seed'], download=download, device=device)
+                  seed=cfg['seed'], download=download, num_workers=num_workers, device=dev)
     pre = cfg['arm'] == 'pretrained'
     learn = create_learner(dls, cfg['arch'], pretrained=pre, weights=cfg['weights'] if pre else None, head=cfg['head'], metrics=accuracy)
     if channels_last: learn.to_channelslast(use_amp=False)
+    if precision == 'bf16': learn.to_bf16()
+    elif precision == 'fp16': learn.to_fp16()
     cbs = []
     if cfg['sparsity'] > 0:
         cbs = SparsifyCallback(cfg['sparsity'], granularity=cfg['granularity'], context=cfg['context'], schedule=cfg['schedule'],
@@ -185,13 +215,14 @@ def train_run(cfg:dict, # A configuration from `plan_study`
         if not bar: st.enter_context(learn.no_bar()); st.enter_context(learn.no_logging())
         learn.fit_one_cycle(cfg['epochs'], cfg['lr'], cbs=cbs)
         if cfg['recal_bn']: recalibrate_bn(learn)
-        loss,acc = learn.validate()
+        preds,targs,losses = learn.get_preds(ds_idx=1, with_loss=True)
+    hit = (preds.argmax(1) == targs).numpy()
     df = learn.sparsity_report()
     rep,tot = report_summary(df),df.iloc[-1]
-    return dict(accuracy=100*float(acc), loss=float(loss), measured_sparsity=rep['sparsity'], model_sparsity=rep['model_sparsity'],
+    return dict(accuracy=100*float(hit.mean()), loss=float(losses.float().mean()), measured_sparsity=rep['sparsity'], model_sparsity=rep['model_sparsity'],
                 compression=rep['compression'], speedup=rep.get('speedup'), params=int(tot.params), nonzero=int(tot.nonzero),
                 flops=rep.get('flops'), flops_left=rep.get('flops_left'), train_items=dls.info['n_train'], valid_items=dls.info['n_valid'],
-                weights_from=learn.weights_info.weights, time=time.perf_counter()-t0)
+                weights_from=learn.weights_info.weights, time=time.perf_counter()-t0, correct=pack_correct(hit))
 
 # %% ../nbs/08_study.ipynb #3e0d1c8d
 def _norm(v)->str:
@@ -225,6 +256,75 @@ def _save_row(fn, row:dict):
     new = pd.DataFrame([row]).astype(object)
     _write(pd.concat([df.astype(object), new], ignore_index=True) if len(df) else new, fn)
 
+# %% ../nbs/08_study.ipynb #a1e0c0d2
+def _run_one(cfg:dict, root, bar:bool, channels_last:bool, precision:str, threads:int|None, device=None, num_workers:int=0)->dict:
+    "One run's results and `error=None`, or only its error: what an executor runs, with `threads` torch threads (None: as they are)"
+    old = torch.get_num_threads()
+    if threads: torch.set_num_threads(threads)
+    try: return dict(train_run(cfg, root, bar=bar, channels_last=channels_last, device=device, precision=precision, num_workers=num_workers), error=None)
+    except Exception as e: return dict(error=f'{type(e).__name__}: {e}')
+    finally: torch.set_num_threads(old)
+
+def _ray_task(cfg, root, channels_last, precision, threads, num_workers)->dict:
+    "A run as a Ray task: on the GPU Ray gave it (Ray sets CUDA_VISIBLE_DEVICES, so it is cuda:0 here), else on the CPU"
+    import ray
+    return _run_one(cfg, root, False, channels_last, precision, threads, device='cuda' if ray.get_gpu_ids() else 'cpu', num_workers=num_workers)
+
+def _import_ray():
+    try: import ray
+    except ImportError: raise ImportError('the Ray executor needs ray: pip install "fastprune[ray]"') from None
+    return ray
+
+def _check_reachable(address:str, timeout:float=5.):
+    "Raise unless something listens at `address` (`host:port` or `ray://host:port`): `ray.init` would wait for minutes"
+    host,_,port = address.split('://', 1)[-1].rpartition(':')
+    if not host or not port.isdigit(): raise ValueError(f"address must be 'auto', 'host:port' or 'ray://host:port', got {address!r}")
+    try: socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ValueError(f'no Ray cluster answers at {address} ({e}): start one with `ray start --head` on its head node, '
+                         f'or pass address="auto" on a node of a running cluster') from None
+
+@contextmanager
+def ray_cluster(address:str|None=None, # None: a local Ray on this machine; 'auto': the running cluster of this node; or 'host:port'
+                gpus_per_run:float|None=None, # GPUs each run asks for (None: 1 if the cluster has GPUs, else 0; 0.5 puts two runs on a GPU)
+                cpus_per_run:int|None=None, # CPUs each run asks for, and its torch threads (None: 1)
+                precision:str='fp32', # The runs' precision: 'bf16' and 'fp16' need GPUs
+               ):
+    "Ray, started or joined, checked against what each run asks: yields `(ray, gpus_per_run, cpus_per_run)`; shuts down a Ray it started"
+    ray = _import_ray()
+    if address not in (None, 'auto'): _check_reachable(address)
+    started = not ray.is_initialized()
+    if not started and address is not None: raise ValueError(f'Ray is already initialised in this process, so it cannot join {address!r}: pass address=None to use it, or call ray.shutdown() first')
+    if started:
+        try: ray.init(address=address, **(dict(include_dashboard=False) if address is None else {}))
+        except ConnectionError as e: raise ValueError(f'could not join a Ray cluster at {address!r}: {e}') from None
+    try:
+        have = ray.cluster_resources()
+        gpus,cpus = have.get('GPU', 0),have.get('CPU', 0)
+        g = (1 if gpus >= 1 else 0) if gpus_per_run is None else gpus_per_run
+        c = 1 if cpus_per_run is None else cpus_per_run
+        if g > gpus: raise ValueError(f'each run asks for {g:g} GPU(s) but the Ray cluster has {gpus:g}: pass gpus_per_run <= {gpus:g}')
+        if c > cpus: raise ValueError(f'each run asks for {c} CPU(s) but the Ray cluster has {cpus:g}: pass cpus_per_run <= {cpus:g}')
+        _check_precision(precision, g > 0)
+        yield ray,g,c
+    finally:
+        if started: ray.shutdown()
+
+def _ray_results(todo:list, submit):
+    "(configuration, results) of each run of `todo`, in the order its Ray task finishes; `submit(cfg)` starts a task"
+    import ray
+    pending = {submit(cfg): cfg for cfg in todo}
+    try:
+        while pending:
+            [ref],_ = ray.wait(list(pending), num_returns=1)
+            cfg = pending.pop(ref)
+            try: res = ray.get(ref)
+            except Exception as e: res = dict(error=f'{type(e).__name__}: {e}')  # the worker itself died (out of memory, a node lost)
+            yield cfg,res
+    finally:
+        for ref in pending: ray.cancel(ref)  # interrupted: the driver stops the runs it will not record
+
+
 # %% ../nbs/08_study.ipynb #3df51a71
 def _line(i, n, cfg, res)->str:
     "One line about a finished run"
@@ -244,28 +344,51 @@ def study_table(df:pd.DataFrame, plan:list)->pd.DataFrame:
 def run_study(out:str|Path='study_results', # Folder for results.csv, summary.csv and accuracy.png
               root=None, # Folder of the file-based data sets (see `get_dls`)
               download:bool=False, # Download missing data sets into `root` first (needs internet)
-              bar:bool=True, # Progress bars: one over the runs, and fastai's inside each run
+              bar:bool=True, # Progress bars (in a notebook or a terminal only): one over the runs, and fastai's inside each sequential run
               log:bool=True, # Print one line per finished run
               retry_errors:bool=True, # Run again the runs that failed last time
               plot:bool=True, # Save the plot of the results to `out`/accuracy.png
-              channels_last:bool=True, # Train in channels-last memory format (faster on CPU)
-              device=None, # Where to train (default: fastai's `default_device()`)
+              channels_last:bool=True, # Train in channels-last memory format
+              device=None, # Where the sequential executor trains (default: fastai's `default_device()`); Ray tasks train where Ray puts them
+              precision:str='fp32', # 'fp32', or mixed precision 'bf16' / 'fp16' (CUDA only)
+              executor:str='sequential', # 'sequential' (this process) or 'ray' (one Ray task per run, see `ray_cluster`)
+              address:str|None=None, # Ray only: None (a local Ray), 'auto' (the running cluster) or 'host:port'
+              gpus_per_run:float|None=None, # Ray only: GPUs per run (None: 1 if the cluster has GPUs, else 0)
+              cpus_per_run:int|None=None, # CPUs per run, and its torch threads (None: 1 on Ray, as they are in this process)
+              num_workers:int=0, # Data-loading worker processes of each run (see `get_dls`)
               **kwargs)->pd.DataFrame:
     "Train every run of `plan_study(**kwargs)` not already in `out`/results.csv, one row per run; returns the plan's rows"
     plan = plan_study(**kwargs)
+    executor = check_choice(executor, 'executor', executors)
+    gpus_per_run = check_number(gpus_per_run, 'gpus_per_run', 0, none_ok=True)
+    cpus_per_run = check_number(cpus_per_run, 'cpus_per_run', 1, integer=True, none_ok=True)
+    num_workers = check_number(num_workers, 'num_workers', 0, integer=True)
+    if executor == 'sequential':
+        if address is not None or gpus_per_run is not None:
+            raise ValueError(f"address and gpus_per_run are settings of the Ray executor (got address={address!r}, gpus_per_run={gpus_per_run!r}): pass executor='ray'")
+        _check_precision(precision, _device(device).type == 'cuda')
+    else:
+        check_choice(precision, 'precision', precisions)
+        if device is not None: raise ValueError(f'the Ray executor puts each run on the GPU Ray gives it, else on the CPU: leave device=None (got {device!r})')
     check_study(plan, root, download)
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
     fn = out/'results.csv'
     old = read_results(fn)
     ok = old if not retry_errors or 'error' not in old else old[old.error.isna()]
     done = set(_keys(ok))
     todo = [c for c in plan if run_key(c) not in done]
-    if log and len(todo) < len(plan): print(f'{len(plan)-len(todo)} of {len(plan)} runs already in {fn}: skipping them')
-    for i,cfg in enumerate(progress_bar(todo) if bar and todo else todo, 1):
-        try: res = dict(train_run(cfg, root, bar=bar, channels_last=channels_last, device=device), error=None)
-        except Exception as e: res = dict(error=f'{type(e).__name__}: {e}')
-        _save_row(fn, {**cfg, **res})
-        if log: print(_line(i, len(todo), cfg, res) if not bar or in_notebook() else '\r' + _line(i, len(todo), cfg, res).ljust(120), flush=True)  # in a console, over the bar's line
+    bar = bar and (in_notebook() or sys.stdout.isatty())  # redirected to a log, a bar would write a frame per update
+    with ExitStack() as st:
+        if executor == 'ray' and todo:
+            ray,gpus,cpus = st.enter_context(ray_cluster(address, gpus_per_run, cpus_per_run, precision))
+            task = ray.remote(_ray_task).options(num_gpus=gpus, num_cpus=cpus)
+            results = _ray_results(todo, lambda cfg: task.remote(cfg, root, channels_last, precision, cpus, num_workers))
+        else: results = ((cfg, _run_one(cfg, root, bar, channels_last, precision, cpus_per_run, device, num_workers)) for cfg in todo)
+        out.mkdir(parents=True, exist_ok=True)
+        if log and len(todo) < len(plan): print(f'{len(plan)-len(todo)} of {len(plan)} runs already in {fn}: skipping them')
+        for i,(cfg,res) in enumerate(progress_bar(results, total=len(todo)) if bar and todo else results, 1):
+            _save_row(fn, {**cfg, **res})
+            if log: print(_line(i, len(todo), cfg, res) if not bar or in_notebook() else '\r' + _line(i, len(todo), cfg, res).ljust(120), flush=True)  # in a terminal, over the bar's line
     df = read_results(fn)
     res = study_table(df, plan)
     others = df[[k not in set(_keys(res)) for k in _keys(df)]] if len(df) else df
@@ -277,6 +400,7 @@ def run_study(out:str|Path='study_results', # Folder for results.csv, summary.cs
             import matplotlib.pyplot as plt
             plt.close(plot_study(res, out/'accuracy.png'))
     return res
+
 
 # %% ../nbs/08_study.ipynb #69962537
 _base_cols = [c for c in setting_cols if c not in prune_cols + ['seed', 'sparsity']]
@@ -310,22 +434,117 @@ def summarize(df:pd.DataFrame, # Results of `run_study` (or `read_results`)
     keep = [c for c in setting_cols if c not in ('seed', 'sparsity') and (c in _show_cols or len(set(map(_norm, s[c]))) > 1)]
     return s[keep + ['sparsity', 'seeds', 'accuracy', 'accuracy_std', 'delta', 'measured_sparsity', 'compression', 'speedup', 'time']]
 
+# %% ../nbs/08_study.ipynb #b2a0c0d2
+_pair_cols = [c for c in _base_cols if c not in ('arm', 'lr', 'weights')]  # runs that share these, seed by seed, saw the same validation images
+
+def _chunks(n:int, size:int)->list: return [min(size, n - i) for i in range(0, n, size)]
+
+def _resample(per_seed:list, # Per seed: each run's correctness on its images, (k runs, images); or (accuracies (k,), images) without them
+              n_boot:int, # Replicates
+              rng, # A numpy `Generator`
+             )->np.ndarray:
+    "Bootstrap mean correctness (n_boot, k) of k runs: seeds drawn with replacement, then each drawn seed's images, one draw for all k runs"
+    S = len(per_seed)
+    means = []
+    for g in per_seed:  # each (replicate, slot) gets its own draw of images, so a seed drawn twice is not counted twice the same
+        if isinstance(g, tuple):  # accuracies only: each run's images drawn on their own, binomially (unpaired, so wider)
+            p,n = g
+            means.append(np.broadcast_to(p, (n_boot, S, len(p))) if n is None else rng.binomial(n, p, size=(n_boot, S, len(p)))/n); continue
+        n = g.shape[1]
+        pats,counts = np.unique(g.T, axis=0, return_counts=True)  # images right and wrong in the same runs are interchangeable: draw patterns, not images
+        draws = [rng.multinomial(n, counts/n, size=m) @ pats / n for m in _chunks(n_boot*S, max(1, 2**22//len(pats)))]
+        means.append(np.concatenate(draws).reshape(n_boot, S, g.shape[0]))
+    means = np.stack(means)  # (seed, replicate, slot, run)
+    pick = rng.integers(0, S, (n_boot, S))
+    return means[pick, np.arange(n_boot)[:,None], np.arange(S)].mean(1)
+
+def _count(v)->int|None: return None if v is None or pd.isna(v) else int(v)
+
+def _bootstrap(df:pd.DataFrame, n_boot:int=2000, seed:int=0)->list:
+    "Per pairing of runs and pruning setting: its arms (`_base` keys), sparsities, seeds, point and bootstrap accuracies (%), shaped (..., arm, sparsity)"
+    d = df[df.error.isna() & df.accuracy.notna()] if 'error' in df else df[df.accuracy.notna()]
+    d = d.assign(_pair=_keys(d, _pair_cols), _base=_keys(d, _base_cols), _prune=_keys(d, prune_cols))
+    rng,res = np.random.default_rng(seed),[]
+    for _,g in d.groupby('_pair', sort=False):
+        dense = g[g.sparsity == 0]
+        for _,h in g[g.sparsity > 0].groupby('_prune', sort=False):
+            bases = [b for b in dict.fromkeys(h._base) if b in set(dense._base)]
+            sps = sorted(set.intersection(*(set(h.sparsity[h._base == b]) for b in bases))) if bases else []
+            if not sps: continue
+            runs = pd.concat([dense[dense._base.isin(bases)], h[h._base.isin(bases) & h.sparsity.isin(sps)]])
+            want = [(b, sp) for b in bases for sp in [0.] + sps]
+            by = {(r['_base'], float(r['sparsity']), r['seed']): r for r in runs.to_dict('records')}
+            seeds = sorted(s for s in set(runs.seed) if all((b, sp, s) in by for b,sp in want))
+            if not seeds: continue
+            images = 'correct' in runs and all(isinstance(by[b, sp, s]['correct'], str) for b,sp in want for s in seeds)
+            per_seed = []
+            for s in seeds:
+                rs = [by[b, sp, s] for b,sp in want]
+                if not images: per_seed.append((np.array([r['accuracy']/100 for r in rs]), _count(rs[0].get('valid_items')))); continue
+                n = {int(r['valid_items']) for r in rs}
+                if len(n) > 1: raise ValueError(f'the runs of seed {s} were validated on different numbers of images {sorted(n)}: they cannot be paired')
+                per_seed.append(np.stack([unpack_correct(r['correct'], r['valid_items']) for r in rs]).astype(float))
+            shape = (len(bases), len(sps) + 1)
+            point = 100*np.mean([o[0] if isinstance(o, tuple) else o.mean(1) for o in per_seed], 0).reshape(shape)
+            res.append(dict(first=h.iloc[0], bases=bases, arms=[runs[runs._base == b].arm.iloc[0] for b in bases], sparsities=np.array([0.] + sps),
+                            seeds=seeds, images=images, point=point,
+                            boot=100*_resample(per_seed, n_boot, rng).reshape(n_boot, *shape)))
+    return res
+
+
 # %% ../nbs/08_study.ipynb #1098f164
+def _interval(v, ci:float, **kw)->tuple: return tuple(np.quantile(v, [(1 - ci)/2, (1 + ci)/2], **kw))
+
+def _largest(delta, sps, tol):
+    "The largest of `sps` whose Δ (last axis) is at least -`tol`; 0 when none is"
+    return np.where(delta >= -tol, sps, 0.).max(-1)
+
 def largest_within(df:pd.DataFrame, # Results of `run_study`
                    tol:float=1., # Points of accuracy the pruned network may lose against its dense baseline
+                   ci:float=0.95, # Coverage of the bootstrap interval
+                   n_boot:int=2000, # Bootstrap replicates
+                   seed:int=0, # Seed of the resampling
                   )->pd.DataFrame:
-    "Per arm and pruning setting, the largest sparsity whose mean accuracy is within `tol` points of the arm's dense mean"
+    "Per arm and pruning setting, the largest sparsity whose mean accuracy is within `tol` points of the arm's dense mean, and its bootstrap interval"
     s = _summary(df)
     keep = [c for c in summarize(df).columns if c in setting_cols]
+    boots = {}
+    for o in _bootstrap(df, n_boot, seed):
+        best = _largest(o['boot'] - o['boot'][..., :1], o['sparsities'], tol)  # (replicate, arm)
+        for i,b in enumerate(o['bases']): boots[b, run_key(o['first'], prune_cols)] = (*_interval(best[:,i], ci, method='inverted_cdf'), len(o['seeds']), o['images'])
     rows = []
-    for _,g in s.groupby(['_base', '_prune'], sort=False):
+    for (b,k),g in s.groupby(['_base', '_prune'], sort=False):
         dense = g[g.sparsity == 0]
         if not len(dense): continue
         ok = g[g.delta >= -tol]
         best = ok.loc[ok.sparsity.idxmax()] if len(ok) else dense.iloc[0]
-        rows.append(dict({k: best[k] for k in keep}, dense_accuracy=dense.accuracy.iloc[0], sparsity=best.sparsity, accuracy=best.accuracy,
-                         delta=best.delta, compression=best.compression, speedup=best.speedup))
+        lo,hi,n_seeds,images = boots.get((b, k), (np.nan, np.nan, 0, None))
+        rows.append(dict({k: best[k] for k in keep}, dense_accuracy=dense.accuracy.iloc[0], sparsity=best.sparsity, sparsity_lo=lo, sparsity_hi=hi,
+                         accuracy=best.accuracy, delta=best.delta, compression=best.compression, speedup=best.speedup, seeds=n_seeds,
+                         resampled='paired' if images else 'unpaired' if n_seeds else 'nothing'))
     return pd.DataFrame(rows)
+
+
+# %% ../nbs/08_study.ipynb #b2a0c0d6
+def arm_difference(df:pd.DataFrame, # Results of `run_study`, with both arms
+                   ci:float=0.95, # Coverage of the bootstrap interval
+                   n_boot:int=2000, # Bootstrap replicates
+                   seed:int=0, # Seed of the resampling
+                  )->pd.DataFrame:
+    "Per pruning setting and sparsity: each arm's Δ against its own dense, their difference (pretrained − scratch) and its bootstrap interval"
+    show = [c for c in summarize(df).columns if c in setting_cols and c not in ('arm', 'lr', 'weights')]
+    rows = []
+    for o in _bootstrap(df, n_boot, seed):
+        if sorted(o['arms']) != ['pretrained', 'scratch']: continue  # one run of each arm per seed and sparsity is what the difference pairs
+        i,j = o['arms'].index('pretrained'),o['arms'].index('scratch')
+        d_pt,d_bt = o['point'] - o['point'][:, :1],o['boot'] - o['boot'][..., :1]
+        for q,sp in enumerate(o['sparsities'][1:], 1):
+            lo,hi = _interval(d_bt[:, i, q] - d_bt[:, j, q], ci)
+            rows.append(dict({c: o['first'][c] for c in show}, sparsity=sp, delta_pretrained=d_pt[i, q], delta_scratch=d_pt[j, q],
+                             difference=d_pt[i, q] - d_pt[j, q], lo=lo, hi=hi, seeds=len(o['seeds']), images=o['images'],
+                             resampled='paired' if o['images'] else 'unpaired'))
+    return pd.DataFrame(rows)
+
 
 # %% ../nbs/08_study.ipynb #d9dea2b3
 def format_summary(df:pd.DataFrame, # Results of `run_study`
@@ -340,16 +559,41 @@ def format_summary(df:pd.DataFrame, # Results of `run_study`
     t = t.rename(columns=dict(sparsity='target %', delta='Δ dense', measured_sparsity='measured %', speedup='speed-up')).fillna('')
     return t.to_string(index=False, float_format=lambda v: f'{v:.2f}')
 
+def _what(r)->str: return ' '.join(str(r[c]) for c in ('arch', 'dataset', 'granularity', 'context') if c in r and isinstance(r[c], str))
+
 def format_largest(df:pd.DataFrame, # Results of `run_study`
                    tol:float=1., # Points of accuracy allowed to lose
+                   ci:float=0.95, # Coverage of the bootstrap interval
                   )->str:
-    "One line per arm: the largest sparsity within `tol` points of its dense accuracy"
+    "One line per arm: the largest sparsity within `tol` points of its dense accuracy, with its bootstrap interval"
     lines = []
-    for _,r in largest_within(df, tol).iterrows():
-        what = ' '.join(str(r[c]) for c in ('arch', 'dataset', 'granularity', 'context') if c in r and isinstance(r[c], str))
-        lines.append(f"{r.arm:>10} ({what}): {r.sparsity:g} % sparsity keeps {r.accuracy:.2f} % against {r.dense_accuracy:.2f} % dense "
+    for _,r in largest_within(df, tol, ci).iterrows():
+        unc = f' ({ci*100:g} % interval {r.sparsity_lo:g} to {r.sparsity_hi:g} %, {r.seeds} seed{"s"*int(r.seeds > 1)})' if r.seeds else ''
+        lines.append(f"{r.arm:>10} ({_what(r)}): {r.sparsity:g} % sparsity{unc} keeps {r.accuracy:.2f} % against {r.dense_accuracy:.2f} % dense "
                      f"(Δ {r.delta:+.2f}, compression {r.compression:.2f}x, theoretical speed-up {r.speedup:.2f}x)")
     return '\n'.join(lines)
+
+def _sps(v)->str: return ', '.join(f'{o:g}' for o in v) + ' %'
+
+def format_effect(df:pd.DataFrame, # Results of `run_study`, with both arms
+                  ci:float=0.95, # Coverage of the bootstrap interval
+                 )->str:
+    "The difference of the arms' Δ at each sparsity, with its interval, and one line per setting: where the paper's effect is reproduced"
+    e = arm_difference(df, ci)
+    if not len(e): return 'no sparsity where both arms ran with their dense baselines: nothing to compare'
+    t = e.assign(**{f'{ci*100:g} % interval': [f'{lo:+.2f} to {hi:+.2f}' for lo,hi in zip(e.lo, e.hi)]})
+    t = t.drop(columns=['lo', 'hi', 'images', 'resampled']).rename(columns=dict(sparsity='target %', delta_pretrained='Δ pretrained', delta_scratch='Δ scratch', difference='difference'))
+    lines = [t.to_string(index=False, float_format=lambda v: f'{v:+.2f}', formatters={'target %': '{:g}'.format}), '']
+    for _,g in e.groupby([c for c in e.columns if c in setting_cols and c != 'sparsity'], sort=False, dropna=False):
+        r = g.iloc[0]
+        how = 'and validation images, paired' if r.images else 'and validation images, unpaired (these results hold no per-image correctness)'
+        yes,no,rev = g.sparsity[g.lo > 0],g.sparsity[(g.lo <= 0) & (g.hi >= 0)],g.sparsity[g.hi < 0]
+        parts = [f'reproduced at {_sps(yes)} (interval above 0)' if len(yes) else 'reproduced at no sparsity']
+        if len(no): parts.append(f'not shown at {_sps(no)} (interval contains 0)')
+        if len(rev): parts.append(f'reversed at {_sps(rev)} (scratch loses less: interval below 0)')
+        lines.append(f"{_what(r)}: pretrained loses less than scratch when pruned: {'; '.join(parts)}. {ci*100:g} % bootstrap over {r.seeds} seed{'s'*int(r.seeds > 1)} {how}.")
+    return '\n'.join(lines)
+
 
 # %% ../nbs/08_study.ipynb #bfd167c7
 _styles = dict(weight='-', filter='--', kernel='-.', vector=':', channel=(0, (5, 1, 1, 1)))
@@ -388,8 +632,8 @@ def plot_study(df:pd.DataFrame, # Results of `run_study`
 
 # %% ../nbs/08_study.ipynb #6519302d
 presets = dict(
-    default=dict(archs='mobilenet_v2', datasets='digits', arms=list(arms), sparsities=[0, 50, 80, 90, 95], granularities='weight', contexts='local',
-                 schedules='one_cycle', seeds=[0, 1], epochs=6, lr=dict(pretrained=3e-3, scratch=1e-2), bs=64, size=32, n_per_class=None, n=None,
+    default=dict(archs='mobilenet_v2', datasets='digits', arms=list(arms), sparsities=[0, 80, 90, 95], granularities='weight', contexts='local',
+                 schedules='one_cycle', seeds=[0, 1, 2], epochs=6, lr=dict(pretrained=3e-3, scratch=1e-2), bs=64, size=32, n_per_class=None, n=None,
                  n_valid=None, start_pct=0., end_pct=0.5, exclude=['first', 'depthwise'], head='native', recal_bn=True, weights=None),
     paper=dict(archs=['vgg16', 'mobilenet_v2'], datasets=['cifar10', 'cifar100', 'svhn', 'caltech101'], arms=list(arms),
                sparsities=[0, 30, 50, 70, 80, 90, 95], granularities=['weight', 'filter'], contexts='local', schedules='agp', seeds=[0, 1, 2],

@@ -1,5 +1,5 @@
 "The study runner: plans, checks before training, tiny real sweeps, resuming, failed runs, summaries, the paper preset on CIFAR-layout files, the command"
-import contextlib, io, math, urllib.error, warnings
+import contextlib, io, math, subprocess, sys, urllib.error, warnings
 import numpy as np, pandas as pd, pytest, torch
 import fastprune.study as study
 from fastprune.study import *
@@ -39,9 +39,9 @@ class Calls:
 
 def test_default_plan():
     p = plan_study()
-    assert len(p) == 5*2*2 and p == plan_study(**presets['default'])
+    assert len(p) == 4*2*3 and p == plan_study(**presets['default'])
     df = pd.DataFrame(p)
-    assert sorted(df.sparsity.unique()) == [0, 50, 80, 90, 95] and set(df.arm) == {'pretrained', 'scratch'} and set(df.seed) == {0, 1}
+    assert sorted(df.sparsity.unique()) == [0, 80, 90, 95] and set(df.arm) == {'pretrained', 'scratch'} and set(df.seed) == {0, 1, 2}
     assert (df[df.sparsity > 0].granularity == 'weight').all() and df[df.sparsity == 0].granularity.isna().all()
     assert dict(df.groupby('arm').lr.first()) == presets['default']['lr'] == dict(pretrained=3e-3, scratch=1e-2)
     assert (df[df.sparsity > 0].end_pct == 0.5).all() and df.recal_bn.all()
@@ -247,7 +247,7 @@ def run_main(args):
 
 def test_cli_dry_run(tmp_path):
     rc,out,_ = run_main(['study', '--dry-run', '--out', str(tmp_path)])
-    assert rc == 0 and out.startswith('20 runs (4 dense baselines), 120 epochs in all; 0 already in') and 'found digits: packaged' in out
+    assert rc == 0 and out.startswith('24 runs (6 dense baselines), 144 epochs in all; 0 already in') and 'found digits: packaged' in out
     rc,out,_ = run_main(['study', '--dry-run', '--preset', 'paper', '--root', str(tmp_path), '--out', str(tmp_path)])
     assert rc == 1 and out.startswith('624 runs') and 'not ready to run: cifar10' in out
     rc,out,_ = run_main(['study', '--dry-run', '--sparsities', '0', '30', '--seeds', '0,1,2', '--granularity', 'weight,filter', '--exclude', 'none', '--lr', '1e-3'])
@@ -264,3 +264,72 @@ def test_cli_tiny_study(tmp_path):
     rc,out,_ = run_main(args)
     assert rc == 0 and 'Largest sparsity within 1 point(s) of dense accuracy' in out and f'plot: {tmp_path}/accuracy.png' in out
     assert (tmp_path/'accuracy.png').is_file() and len(read_results(tmp_path/'results.csv')) == 4
+
+# --- statistics: intervals from the per-image correctness ----------------------------------------------------------
+
+def with_hits(p, n=400, seeds=(0, 1, 2), sparsities=(0, 50, 90)):
+    "A results table whose runs get correctness vectors: `p(arm, sparsity, seed, rng)` gives each run's bools on the seed's `n` images"
+    recs = []
+    for c in plan_study(sparsities=list(sparsities), seeds=list(seeds)):
+        hit = p(c['arm'], c['sparsity'], c['seed'], np.random.default_rng(c['seed']))
+        recs.append(dict(c, accuracy=100*hit.mean(), measured_sparsity=c['sparsity'], compression=100/(100-c['sparsity']), speedup=1+c['sparsity']/50,
+                         valid_items=n, time=1., correct=study.pack_correct(hit), error=None))
+    return pd.DataFrame(recs)
+
+def test_pack_correct():
+    hit = np.random.default_rng(0).random(1001) < 0.7
+    s = study.pack_correct(hit)
+    assert len(s) == 4*math.ceil(math.ceil(1001/8)/3) and (study.unpack_correct(s, 1001) == hit).all()
+
+def test_effect_reproduced_only_where_the_interval_excludes_0():
+    def p(arm, sp, seed, rng):
+        base = rng.random(400) < 0.95  # the seed's images: the same draw for every run of the seed
+        if sp == 90 and arm == 'scratch': base = base & (rng.random(400) > 0.15)  # scratch loses ~14 points at 90 %, pretrained nothing
+        return base
+    df = with_hits(p)
+    e = arm_difference(df).set_index('sparsity')
+    assert (e.lo[50], e.hi[50], e.difference[50]) == (0, 0, 0)  # identical runs: every replicate says 0
+    assert 8 < e.lo[90] < e.difference[90] < e.hi[90] < 20 and (e.seeds == 3).all() and (e.resampled == 'paired').all()
+    txt = format_effect(df)
+    assert 'reproduced at 90 % (interval above 0); not shown at 50 % (interval contains 0). 95 % bootstrap over 3 seeds and validation images, paired.' in txt, txt
+    lw = largest_within(df).set_index('arm')
+    assert lw.sparsity.to_dict() == dict(pretrained=90, scratch=50)
+    assert (lw.sparsity_lo['pretrained'], lw.sparsity_hi['pretrained']) == (90, 90) and (lw.sparsity_lo['scratch'], lw.sparsity_hi['scratch']) == (50, 50)
+    assert '90 % sparsity (95 % interval 90 to 90 %, 3 seeds)' in format_largest(df)
+
+def test_effect_reversed_and_unpaired():
+    def p(arm, sp, seed, rng):
+        base = rng.random(400) < 0.9
+        return base & (rng.random(400) > (0.2 if arm == 'pretrained' and sp == 90 else 0))
+    df = with_hits(p)
+    assert 'reproduced at no sparsity; not shown at 50 % (interval contains 0); reversed at 90 % (scratch loses less: interval below 0)' in format_effect(df)
+    paired = arm_difference(df).set_index('sparsity')
+    unpaired = arm_difference(df.drop(columns='correct')).set_index('sparsity')  # a results.csv from before the correctness vectors
+    assert (unpaired.resampled == 'unpaired').all() and np.allclose(unpaired.difference, paired.difference)
+    assert (unpaired.hi - unpaired.lo)[50] > 1 and (unpaired.hi - unpaired.lo)[90] > (paired.hi - paired.lo)[90]  # without the pairing, wider
+    assert 'unpaired (these results hold no per-image correctness)' in format_effect(df.drop(columns='correct'))
+
+def test_one_arm_has_no_effect_line():
+    df = with_hits(lambda arm, sp, seed, rng: rng.random(400) < 0.9)
+    assert len(arm_difference(df[df.arm == 'scratch'])) == 0 and 'nothing to compare' in format_effect(df[df.arm == 'scratch'])
+    assert largest_within(df[df.arm == 'scratch']).seeds.tolist() == [3]
+
+# --- logs a person can read -------------------------------------------------------------------------------------------
+
+def test_cli_log_to_a_pipe(tmp_path):
+    "With stdout a pipe, the bar is off: one line per run, no carriage returns, no per-epoch table"
+    cmd = [sys.executable, '-c', 'import sys; from fastprune.cli import main; sys.exit(main())', 'study', '--out', str(tmp_path), '--sparsities', '0,50',
+           '--seeds', '0', '--epochs', '1', '--size', '16', '--n-per-class', '5', '--n-valid', '40', '--bs', '16', '--no-plot']
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert '\r' not in p.stdout and 'train_loss' not in p.stdout, p.stdout
+    runs = [l for l in p.stdout.splitlines() if l.startswith('[')]
+    assert [l[:5] for l in runs] == ['[1/4]', '[2/4]', '[3/4]', '[4/4]'] and all('accuracy' in l for l in runs)
+    assert 'Pretrained against scratch' in p.stdout and 'bootstrap over 1 seed and validation images, paired' in p.stdout
+
+def test_precision_needs_cuda(tmp_path):
+    if torch.cuda.is_available(): pytest.skip('CUDA is here: mixed precision is allowed')
+    for prec in ('bf16', 'fp16'):
+        with pytest.raises(ValueError, match=f"precision '{prec}' needs a CUDA device"): run_study(out=tmp_path, precision=prec, **TINY)
+    with pytest.raises(ValueError, match="unknown precision 'fp64'"): run_study(out=tmp_path, precision='fp64', **TINY)
+    assert not (tmp_path/'results.csv').exists()
