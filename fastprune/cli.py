@@ -57,6 +57,8 @@ _overrides = [
     ('--end-pct', 'end_pct', float, 'fraction of training where pruning reaches its target'),
     ('--exclude', 'exclude', _none_or(_listof(str)), "layers left dense: glob patterns and/or 'first', 'depthwise' ('none': prune every conv)"),
     ('--head', 'head', str, "'native' (the architecture's classifier) or 'fastai'"),
+    ('--distill-alpha', 'distill_alpha', float, 'with --distill: weight of the distillation term, in [0, 1] (default 0.5)'),
+    ('--distill-T', 'distill_T', float, 'with --distill: temperature of the distillation, > 0 (default 4)'),
 ]
 
 # %% ../nbs/09_cli.ipynb #a960c550
@@ -79,6 +81,8 @@ def _parser()->argparse.ArgumentParser:
     s.add_argument('--dry-run', action='store_true', help='print the plan and check data and weights, without training')
     for flag,dest,typ,hlp in _overrides:  # absent unless given; lists may also come as several words
         s.add_argument(flag, dest=dest, type=typ, default=argparse.SUPPRESS, help=hlp, **(dict(nargs='+') if typ.__name__.startswith('list') else {}))
+    s.add_argument('--distill', action='store_true', default=argparse.SUPPRESS,
+                   help="each pruned run learns from its arm's dense run (knowledge distillation); the sweep keeps the dense runs' weights in --out/weights")
     s.add_argument('--tol', type=float, default=1., help='points of accuracy for "within tolerance of dense" (default: %(default)s)')
     s.add_argument('--no-bar', action='store_true', help='no progress bars (one line per run is still printed)')
     s.add_argument('--no-plot', action='store_true', help='do not save the plot')
@@ -95,10 +99,11 @@ def _parser()->argparse.ArgumentParser:
 def _dry_run(plan:list, out:Path, root, download=False)->int:
     "Print the plan and check its files; 0 if it is ready to run"
     import pandas as pd
-    from fastprune.study import check_study, read_results, run_key, _keys
+    from fastprune.study import check_study, read_results, run_key
     df = pd.DataFrame(plan)
-    done = len({run_key(c) for c in plan} & set(_keys(read_results(out/'results.csv'))))
-    print(f'{len(plan)} runs ({int((df.sparsity == 0).sum())} dense baselines), {int(df.epochs.sum())} epochs in all; {done} already in {out/"results.csv"}')
+    done = len({run_key(c) for c in plan} & {run_key(r) for r in read_results(out/'results.csv').to_dict('records')})
+    dist = int(df.distill_alpha.notna().sum())
+    print(f'{len(plan)} runs ({int((df.sparsity == 0).sum())} dense baselines{f", {dist} distilled from them" if dist else ""}), {int(df.epochs.sum())} epochs in all; {done} already in {out/"results.csv"}')
     for c in df.columns:
         vals = list(dict.fromkeys(df[c].dropna().tolist()))
         print(f'  {c:>12}: {", ".join(map(str, vals)) if vals else "-"}')
@@ -117,6 +122,9 @@ def main(argv=None)->int:
     if a.cmd != 'study': return 0
     from fastprune.study import presets, plan_study, run_study, format_summary, format_largest, format_effect
     kw = dict(presets[a.preset], **{d: _flat(getattr(a, d)) for _,d,_,_ in _overrides if hasattr(a, d)})
+    if hasattr(a, 'distill'): kw['distill'] = True
+    if not kw.get('distill') and (given := [f for f,d,_,_ in _overrides if d.startswith('distill') and hasattr(a, d)]):
+        p.error(f'{" and ".join(given)} set how --distill distills, and it is not given: add --distill')
     out = Path(a.out)
     try:
         if a.dry_run: return _dry_run(plan_study(**kw), out, a.root, a.download)

@@ -6,7 +6,7 @@ Docs: https://fastprune.github.io/fastprune/study.html.md"""
 
 # %% ../nbs/08_study.ipynb #2c6c9d7c
 from __future__ import annotations
-import base64, itertools, math, os, socket, sys, time, warnings
+import base64, copy, functools, hashlib, itertools, math, os, re, socket, sys, time, warnings
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -26,21 +26,22 @@ from .granularity import granularities
 from .schedules import schedules
 from .callback import SparsifyCallback, recalibrate_bn
 from .report import report_summary
+from .distill import DistillCallback
 from .learner import get_arch_cfg, create_learner, check_weights
 from .data import get_dataset, get_dls
 
 # %% auto #0
 __all__ = ['arms', 'contexts', 'prune_cols', 'setting_cols', 'result_cols', 'precisions', 'executors', 'layer_groups', 'presets',
            'resolve_layers', 'plan_study', 'check_study', 'pack_correct', 'unpack_correct', 'train_run', 'run_key',
-           'read_results', 'ray_cluster', 'study_table', 'run_study', 'summarize', 'largest_within', 'arm_difference',
-           'format_summary', 'format_largest', 'format_effect', 'plot_study']
+           'read_results', 'run_weights', 'ray_cluster', 'study_table', 'run_study', 'summarize', 'largest_within',
+           'arm_difference', 'format_summary', 'format_largest', 'format_effect', 'plot_study']
 
 # %% ../nbs/08_study.ipynb #f3cbe9bc
 arms = ('pretrained', 'scratch')
 contexts = ('local', 'global')
-prune_cols = ['granularity', 'context', 'schedule', 'start_pct', 'end_pct', 'exclude']
+prune_cols = ['granularity', 'context', 'schedule', 'start_pct', 'end_pct', 'exclude', 'distill_alpha', 'distill_T']
 setting_cols = ['arch', 'dataset', 'arm', 'granularity', 'context', 'schedule', 'sparsity', 'seed', 'epochs', 'lr', 'bs', 'size',
-                'n_per_class', 'n', 'n_valid', 'start_pct', 'end_pct', 'exclude', 'head', 'recal_bn', 'weights']
+                'n_per_class', 'n', 'n_valid', 'start_pct', 'end_pct', 'exclude', 'distill_alpha', 'distill_T', 'head', 'recal_bn', 'weights']
 result_cols = ['accuracy', 'loss', 'measured_sparsity', 'model_sparsity', 'compression', 'speedup', 'params', 'nonzero', 'flops', 'flops_left',
                'train_items', 'valid_items', 'weights_from', 'time', 'correct', 'error']
 precisions = ('fp32', 'bf16', 'fp16')
@@ -99,6 +100,14 @@ def _lrs(lr, arms_:list)->dict:
         return {a: _one(lr[a], f'lr of {a!r}', low=0, open_low=True) for a in arms_}
     return dict.fromkeys(arms_, _one(lr, 'lr', low=0, open_low=True))
 
+def _distills(distill, sps:list)->list:
+    "`distill` as a list of bools; a distilled run learns from its dense run, so the sweep needs sparsity 0"
+    ds = list(dict.fromkeys(check_bool(o, 'distill') for o in listify(distill)))
+    if not ds: raise ValueError('no distill given: pass True, False, or [False, True] for both')
+    if True in ds and 0 not in sps:
+        raise ValueError(f"distill=True takes each pruned run's teacher from its dense run (sparsity 0), and the sweep has none (sparsities {sps}): add 0 to the sparsities")
+    return ds
+
 def _arch(a): get_arch_cfg(a)
 def _dataset(d): get_dataset(d)
 
@@ -125,6 +134,9 @@ def plan_study(
     head:str='native', # 'native': the architecture's own classifier; 'fastai': fastai's head (see `create_learner`)
     recal_bn:bool=True, # Re-estimate BatchNorm statistics on the training set after training (see `recalibrate_bn`)
     weights:dict|None=None, # Weights files for the pretrained arm, {arch: path} (default: the library's own weights)
+    distill:bool|list=False, # Pruned runs learn from their dense run (`DistillCallback`): True, False, or [False, True] for both
+    distill_alpha:float=0.5, # Weight of the distillation term, in [0, 1]
+    distill_T:float=4., # Temperature of the distillation, > 0
 )->list:
     "Every run's configuration (a dict of `setting_cols`), checked, in the order `run_study` trains them: the dry run"
     archs = _names(archs, 'arch', ['vgg16', 'vgg16_bn', 'mobilenet_v2', 'mobilenet_v1', '<any timm model name>'], check=_arch)
@@ -143,6 +155,8 @@ def plan_study(
     weights = dict(weights or {})
     if bad := [a for a in weights if a not in archs]: raise ValueError(f'weights given for {bad}, which are not among the archs {archs}')
     excl = ','.join(_split(exclude)) or None
+    dists = _distills(distill, sps)
+    alpha,T = check_number(distill_alpha, 'distill_alpha', 0, 1),check_number(distill_T, 'distill_T', 0, open_low=True, what='a temperature')
     for g,c,s in itertools.product(grans, ctxs, scheds):  # the callback checks the window and how the settings combine, without a model
         SparsifyCallback(50, granularity=g, context=c, schedule=s, start_pct=start_pct, end_pct=end_pct)
     common = dict(epochs=epochs, bs=bs, size=size, n_per_class=n_per_class, n=n, n_valid=n_valid, head=head, recal_bn=bool(recal_bn))
@@ -150,8 +164,9 @@ def plan_study(
     for a,d,seed,arm in itertools.product(archs, dsets, seeds, arms_):
         base = dict(arch=a, dataset=d, arm=arm, seed=seed, lr=lrs[arm], weights=str(weights[a]) if arm == 'pretrained' and a in weights else None, **common)
         if 0 in sps: res.append(dict(base, sparsity=0., **dict.fromkeys(prune_cols)))
-        for g,c,s,sp in itertools.product(grans, ctxs, scheds, [o for o in sps if o > 0]):
-            res.append(dict(base, sparsity=sp, granularity=g, context=c, schedule=s, start_pct=float(start_pct), end_pct=float(end_pct), exclude=excl))
+        for g,c,s,dist,sp in itertools.product(grans, ctxs, scheds, dists, [o for o in sps if o > 0]):
+            res.append(dict(base, sparsity=sp, granularity=g, context=c, schedule=s, start_pct=float(start_pct), end_pct=float(end_pct), exclude=excl,
+                            distill_alpha=float(alpha) if dist else None, distill_T=float(T) if dist else None))
     return [{k: r[k] for k in setting_cols} for r in res]
 
 # %% ../nbs/08_study.ipynb #14a515ec
@@ -186,6 +201,18 @@ def unpack_correct(s:str, # A `correct` cell of `results.csv`
     "The bool vector `pack_correct` stored"
     return np.unpackbits(np.frombuffer(base64.b64decode(s), np.uint8), count=int(n)).astype(bool)
 
+def _distilled(cfg:dict)->bool:
+    "Does the run `cfg` learn from its dense run? (a results.csv from before distillation has no such column: no)"
+    v = cfg.get('distill_alpha')
+    return v is not None and not pd.isna(v)
+
+def _teacher(model:nn.Module, weights)->nn.Module:
+    "A copy of `model`, the untrained student, holding `weights`: the dense run's trained network, the same architecture and head"
+    sd = torch.load(weights, map_location='cpu', weights_only=True) if isinstance(weights, (str, Path)) else weights
+    t = copy.deepcopy(model)
+    t.load_state_dict(sd)
+    return t
+
 def train_run(cfg:dict, # A configuration from `plan_study`
               root=None, # Folder of the file-based data sets
               download:bool=False, # Download a missing data set into `root` (needs internet)
@@ -194,9 +221,12 @@ def train_run(cfg:dict, # A configuration from `plan_study`
               device=None, # Where to train (default: fastai's `default_device()`)
               precision:str='fp32', # 'fp32', or mixed precision 'bf16' / 'fp16' (CUDA only)
               num_workers:int=0, # Worker processes loading the data (see `get_dls`): a GPU at 224 px needs several
+              teacher:dict|str|Path|None=None, # A distilled run's teacher: the trained weights of its dense run, a state dict or a file
+              keep_weights:bool=False, # Also return the trained weights, a state dict on the CPU, under 'state_dict'
              )->dict:
     "Train and measure one run of the study; returns its results (`result_cols`, without `error`)"
     t0 = time.perf_counter()
+    if _distilled(cfg) and teacher is None: raise ValueError(f"this run distills (distill_alpha={cfg['distill_alpha']}): pass its dense run's trained weights as teacher")
     dev = _device(device)
     precision = _check_precision(precision, dev.type == 'cuda')
     set_seed(cfg['seed'], reproducible=True)
@@ -209,8 +239,9 @@ def train_run(cfg:dict, # A configuration from `plan_study`
     elif precision == 'fp16': learn.to_fp16()
     cbs = []
     if cfg['sparsity'] > 0:
-        cbs = SparsifyCallback(cfg['sparsity'], granularity=cfg['granularity'], context=cfg['context'], schedule=cfg['schedule'],
-                               start_pct=cfg['start_pct'], end_pct=cfg['end_pct'], exclude=resolve_layers(learn.model, cfg['exclude']))
+        cbs.append(SparsifyCallback(cfg['sparsity'], granularity=cfg['granularity'], context=cfg['context'], schedule=cfg['schedule'],
+                                    start_pct=cfg['start_pct'], end_pct=cfg['end_pct'], exclude=resolve_layers(learn.model, cfg['exclude'])))
+    if _distilled(cfg): cbs.append(DistillCallback(_teacher(learn.model, teacher), cfg['distill_alpha'], cfg['distill_T']))
     with ExitStack() as st:
         if not bar: st.enter_context(learn.no_bar()); st.enter_context(learn.no_logging())
         learn.fit_one_cycle(cfg['epochs'], cfg['lr'], cbs=cbs)
@@ -219,10 +250,11 @@ def train_run(cfg:dict, # A configuration from `plan_study`
     hit = (preds.argmax(1) == targs).numpy()
     df = learn.sparsity_report()
     rep,tot = report_summary(df),df.iloc[-1]
+    kept = dict(state_dict={k: v.detach().cpu().clone() for k,v in learn.model.state_dict().items()}) if keep_weights else {}
     return dict(accuracy=100*float(hit.mean()), loss=float(losses.float().mean()), measured_sparsity=rep['sparsity'], model_sparsity=rep['model_sparsity'],
                 compression=rep['compression'], speedup=rep.get('speedup'), params=int(tot.params), nonzero=int(tot.nonzero),
                 flops=rep.get('flops'), flops_left=rep.get('flops_left'), train_items=dls.info['n_train'], valid_items=dls.info['n_valid'],
-                weights_from=learn.weights_info.weights, time=time.perf_counter()-t0, correct=pack_correct(hit))
+                weights_from=learn.weights_info.weights, time=time.perf_counter()-t0, correct=pack_correct(hit), **kept)
 
 # %% ../nbs/08_study.ipynb #3e0d1c8d
 def _norm(v)->str:
@@ -238,10 +270,20 @@ def run_key(r:dict, cols=setting_cols)->tuple:
 
 def _keys(df, cols=setting_cols)->list: return [run_key(r, cols) for r in df.to_dict('records')]
 
+def _with_settings(df:pd.DataFrame)->pd.DataFrame:
+    "`df` with every column of `setting_cols`, in their order; one it lacks (a `results.csv` older than the setting) is empty"
+    miss = [c for c in setting_cols if c not in df]
+    if not miss: return df
+    df = df.copy()
+    for c in miss:
+        prev = [o for o in setting_cols[:setting_cols.index(c)] if o in df]
+        df.insert(df.columns.get_loc(prev[-1]) + 1 if prev else 0, c, np.nan)
+    return df
+
 def read_results(fn)->pd.DataFrame:
-    "The rows of a `results.csv` (an empty table with the study's columns if there is no file)"
+    "The rows of a `results.csv` (an empty table with the study's columns if there is no file); a setting it lacks reads as empty"
     fn = Path(fn)
-    return pd.read_csv(fn) if fn.is_file() and fn.stat().st_size else pd.DataFrame(columns=setting_cols + result_cols)
+    return _with_settings(pd.read_csv(fn)) if fn.is_file() and fn.stat().st_size else pd.DataFrame(columns=setting_cols + result_cols)
 
 def _write(df, fn):
     tmp = fn.with_name(fn.name + '.tmp')
@@ -256,19 +298,48 @@ def _save_row(fn, row:dict):
     new = pd.DataFrame([row]).astype(object)
     _write(pd.concat([df.astype(object), new], ignore_index=True) if len(df) else new, fn)
 
+# %% ../nbs/08_study.ipynb #d15w0002
+def _dense_of(cfg:dict)->dict:
+    "The configuration of the dense run of `cfg`'s arm and seed: the teacher of a distilled run"
+    return dict(cfg, sparsity=0., **dict.fromkeys(prune_cols))
+
+def run_weights(out, # The study's folder
+                cfg:dict, # A run's configuration (from `plan_study`, or a row of `results.csv`)
+               )->Path:
+    "Where `run_study` keeps the trained weights of the run `cfg`: `out`/weights/, named by arch, data set, arm, seed and a hash of the run's key"
+    h = hashlib.sha1('\x1f'.join(run_key(cfg)).encode()).hexdigest()[:12]
+    name = re.sub(r'[^\w.-]+', '_', f"{cfg['arch']}-{cfg['dataset']}-{cfg['arm']}-seed{int(float(cfg['seed']))}")
+    return Path(out)/'weights'/f'{name}-{h}.pth'
+
+def _save_weights(sd:dict, fn:Path):
+    "Write the state dict `sd` to `fn` through a temporary file: a kill never leaves half a file"
+    fn.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fn.with_name(fn.name + '.tmp')
+    torch.save(sd, tmp)
+    os.replace(tmp, fn)
+
+def _no_teacher(out, cfg:dict)->str|None:
+    "Why the distilled run `cfg` cannot start: its dense run left no weights in `out`; None when it can (or does not distill)"
+    if not _distilled(cfg): return None
+    fn = run_weights(out, _dense_of(cfg))
+    return None if fn.is_file() else f'ValueError: no teacher: its dense run left no weights at {fn} (that run failed: see its row)'
+
+
 # %% ../nbs/08_study.ipynb #a1e0c0d2
-def _run_one(cfg:dict, root, bar:bool, channels_last:bool, precision:str, threads:int|None, device=None, num_workers:int=0)->dict:
+def _run_one(cfg:dict, root, bar:bool, channels_last:bool, precision:str, threads:int|None, device=None, num_workers:int=0, teacher=None, keep_weights=False)->dict:
     "One run's results and `error=None`, or only its error: what an executor runs, with `threads` torch threads (None: as they are)"
     old = torch.get_num_threads()
     if threads: torch.set_num_threads(threads)
-    try: return dict(train_run(cfg, root, bar=bar, channels_last=channels_last, device=device, precision=precision, num_workers=num_workers), error=None)
+    try: return dict(train_run(cfg, root, bar=bar, channels_last=channels_last, device=device, precision=precision, num_workers=num_workers,
+                               teacher=teacher, keep_weights=keep_weights), error=None)
     except Exception as e: return dict(error=f'{type(e).__name__}: {e}')
     finally: torch.set_num_threads(old)
 
-def _ray_task(cfg, root, channels_last, precision, threads, num_workers)->dict:
-    "A run as a Ray task: on the GPU Ray gave it (Ray sets CUDA_VISIBLE_DEVICES, so it is cuda:0 here), else on the CPU"
+def _ray_task(cfg, root, channels_last, precision, threads, num_workers, teacher=None, keep_weights=False)->dict:
+    "A run as a Ray task: on the GPU Ray gave it (Ray sets CUDA_VISIBLE_DEVICES, so it is cuda:0 here), else on the CPU; weights travel through Ray's object store"
     import ray
-    return _run_one(cfg, root, False, channels_last, precision, threads, device='cuda' if ray.get_gpu_ids() else 'cpu', num_workers=num_workers)
+    return _run_one(cfg, root, False, channels_last, precision, threads, device='cuda' if ray.get_gpu_ids() else 'cpu', num_workers=num_workers,
+                    teacher=teacher, keep_weights=keep_weights)
 
 def _import_ray():
     try: import ray
@@ -310,17 +381,22 @@ def ray_cluster(address:str|None=None, # None: a local Ray on this machine; 'aut
     finally:
         if started: ray.shutdown()
 
-def _ray_results(todo:list, submit):
-    "(configuration, results) of each run of `todo`, in the order its Ray task finishes; `submit(cfg)` starts a task"
+def _ray_results(todo:list, submit, waits_for=lambda cfg: None):
+    "(configuration, results) of each run of `todo`, in the order its Ray task finishes; `submit(cfg)` starts a task, dense runs first"
     import ray
-    pending = {submit(cfg): cfg for cfg in todo}
+    keys,held = {run_key(c) for c in todo},{}
+    for c in todo:  # a run that waits for (the key of) a run of `todo` starts once that one is recorded
+        if (k := waits_for(c)) in keys: held.setdefault(k, []).append(c)
+    first = sorted((c for c in todo if waits_for(c) not in keys), key=lambda c: c['sparsity'] > 0)
+    pending = {submit(cfg): cfg for cfg in first}
     try:
         while pending:
             [ref],_ = ray.wait(list(pending), num_returns=1)
             cfg = pending.pop(ref)
             try: res = ray.get(ref)
             except Exception as e: res = dict(error=f'{type(e).__name__}: {e}')  # the worker itself died (out of memory, a node lost)
-            yield cfg,res
+            yield cfg,res  # the driver records the row (and a dense run's weights) before this resumes
+            for c in held.pop(run_key(cfg), []): pending[submit(c)] = c
     finally:
         for ref in pending: ray.cancel(ref)  # interrupted: the driver stops the runs it will not record
 
@@ -328,7 +404,7 @@ def _ray_results(todo:list, submit):
 # %% ../nbs/08_study.ipynb #3df51a71
 def _line(i, n, cfg, res)->str:
     "One line about a finished run"
-    what = 'dense' if cfg['sparsity'] == 0 else f"{cfg['granularity']} {cfg['context']} {cfg['sparsity']:g} %"
+    what = 'dense' if cfg['sparsity'] == 0 else f"{cfg['granularity']} {cfg['context']} {cfg['sparsity']:g} %{' distilled'*_distilled(cfg)}"
     head = f"[{i}/{n}] {cfg['arch']} {cfg['dataset']} {cfg['arm']} seed {cfg['seed']} {what}"
     if res.get('error'): return f"{head}: failed, {res['error'][:300]}"
     return f"{head}: accuracy {res['accuracy']:.2f} %, sparsity {res['measured_sparsity']:.1f} %, compression {res['compression']:.2f}x, {res['time']:.0f} s"
@@ -376,17 +452,33 @@ def run_study(out:str|Path='study_results', # Folder for results.csv, summary.cs
     old = read_results(fn)
     ok = old if not retry_errors or 'error' not in old else old[old.error.isna()]
     done = set(_keys(ok))
-    todo = [c for c in plan if run_key(c) not in done]
+    teachers = {run_key(_dense_of(c)) for c in plan if _distilled(c)}  # the dense runs whose weights are kept
+    need = {run_key(_dense_of(c)) for c in plan if _distilled(c) and run_key(c) not in done}
+    good = set(_keys(old[old.error.isna()] if 'error' in old else old))
+    redo = {run_key(c) for c in plan if run_key(c) in need & good and not run_weights(out, c).is_file()}  # done, but the weights are gone
+    todo = [c for c in plan if run_key(c) not in done or run_key(c) in redo]
     bar = bar and (in_notebook() or sys.stdout.isatty())  # redirected to a log, a bar would write a frame per update
     with ExitStack() as st:
         if executor == 'ray' and todo:
             ray,gpus,cpus = st.enter_context(ray_cluster(address, gpus_per_run, cpus_per_run, precision))
-            task = ray.remote(_ray_task).options(num_gpus=gpus, num_cpus=cpus)
-            results = _ray_results(todo, lambda cfg: task.remote(cfg, root, channels_last, precision, cpus, num_workers))
-        else: results = ((cfg, _run_one(cfg, root, bar, channels_last, precision, cpus_per_run, device, num_workers)) for cfg in todo)
+            task,put = ray.remote(_ray_task).options(num_gpus=gpus, num_cpus=cpus),functools.cache(lambda f: ray.put(torch.load(f, map_location='cpu', weights_only=True)))
+            def submit(cfg):  # a distilled run gets its teacher's weights through Ray's object store, put there once per teacher
+                if err := _no_teacher(out, cfg): return ray.put(dict(error=err))
+                t = put(run_weights(out, _dense_of(cfg))) if _distilled(cfg) else None
+                return task.remote(cfg, root, channels_last, precision, cpus, num_workers, t, run_key(cfg) in teachers)
+            results = _ray_results(todo, submit, lambda cfg: run_key(_dense_of(cfg)) if _distilled(cfg) else None)
+        else:
+            def one(cfg):  # lazily, run by run: a dense run's weights are on disk before the runs that learn from it start
+                if err := _no_teacher(out, cfg): return dict(error=err)
+                return _run_one(cfg, root, bar, channels_last, precision, cpus_per_run, device, num_workers,
+                                teacher=run_weights(out, _dense_of(cfg)) if _distilled(cfg) else None, keep_weights=run_key(cfg) in teachers)
+            results = ((cfg, one(cfg)) for cfg in todo)
         out.mkdir(parents=True, exist_ok=True)
         if log and len(todo) < len(plan): print(f'{len(plan)-len(todo)} of {len(plan)} runs already in {fn}: skipping them')
+        if log and redo: print(f'{len(redo)} dense run(s) in {fn} trained again: the runs distilled from them need their weights, which are not in {out/"weights"}')
         for i,(cfg,res) in enumerate(progress_bar(results, total=len(todo)) if bar and todo else results, 1):
+            sd = res.pop('state_dict', None)
+            if sd is not None: _save_weights(sd, run_weights(out, cfg))  # before the row: a row never names weights that are not there
             _save_row(fn, {**cfg, **res})
             if log: print(_line(i, len(todo), cfg, res) if not bar or in_notebook() else '\r' + _line(i, len(todo), cfg, res).ljust(120), flush=True)  # in a terminal, over the bar's line
     df = read_results(fn)
@@ -405,9 +497,11 @@ def run_study(out:str|Path='study_results', # Folder for results.csv, summary.cs
 # %% ../nbs/08_study.ipynb #69962537
 _base_cols = [c for c in setting_cols if c not in prune_cols + ['seed', 'sparsity']]
 _show_cols = ['arch', 'dataset', 'arm', 'granularity', 'context', 'schedule']
+_distill_cols = ['distill_alpha', 'distill_T']  # shown whenever a run distilled
 
 def _summary(df:pd.DataFrame)->pd.DataFrame:
     "`summarize` with the keys of each row's dense baseline (`_base`) and pruning setting (`_prune`)"
+    df = _with_settings(df)
     d = df[df.error.isna() & df.accuracy.notna()] if 'error' in df else df[df.accuracy.notna()]
     if not len(d): raise ValueError('no successful run to summarize: every run failed or none ran (see the error column)')
     d = d.assign(_base=_keys(d, _base_cols), _prune=_keys(d, prune_cols))
@@ -431,7 +525,7 @@ def summarize(df:pd.DataFrame, # Results of `run_study` (or `read_results`)
              )->pd.DataFrame:
     "Mean ± std of the accuracy over seeds per setting and sparsity, and its change against the arm's own dense baseline"
     s = _summary(df)
-    keep = [c for c in setting_cols if c not in ('seed', 'sparsity') and (c in _show_cols or len(set(map(_norm, s[c]))) > 1)]
+    keep = [c for c in setting_cols if c not in ('seed', 'sparsity') and (c in _show_cols or len(set(map(_norm, s[c]))) > 1 or (c in _distill_cols and s[c].notna().any()))]
     return s[keep + ['sparsity', 'seeds', 'accuracy', 'accuracy_std', 'delta', 'measured_sparsity', 'compression', 'speedup', 'time']]
 
 # %% ../nbs/08_study.ipynb #b2a0c0d2
@@ -462,6 +556,7 @@ def _count(v)->int|None: return None if v is None or pd.isna(v) else int(v)
 
 def _bootstrap(df:pd.DataFrame, n_boot:int=2000, seed:int=0)->list:
     "Per pairing of runs and pruning setting: its arms (`_base` keys), sparsities, seeds, point and bootstrap accuracies (%), shaped (..., arm, sparsity)"
+    df = _with_settings(df)
     d = df[df.error.isna() & df.accuracy.notna()] if 'error' in df else df[df.accuracy.notna()]
     d = d.assign(_pair=_keys(d, _pair_cols), _base=_keys(d, _base_cols), _prune=_keys(d, prune_cols))
     rng,res = np.random.default_rng(seed),[]
@@ -554,12 +649,14 @@ def format_summary(df:pd.DataFrame, # Results of `run_study`
     acc = [f'{a:6.2f} ± {0 if np.isnan(e) else e:4.2f}' for a,e in zip(s.accuracy, s.accuracy_std)]
     t = s.drop(columns=['accuracy', 'accuracy_std', 'time']).assign(**{'accuracy (%)': acc})
     t = t[[c for c in t.columns if c not in ('seeds', 'delta', 'measured_sparsity', 'compression', 'speedup')] + ['seeds', 'delta', 'measured_sparsity', 'compression', 'speedup']]
-    for c in ('sparsity', 'lr', 'start_pct', 'end_pct', 'n_per_class', 'n', 'n_valid', 'epochs', 'bs', 'size'):
+    for c in ('sparsity', 'lr', 'start_pct', 'end_pct', 'n_per_class', 'n', 'n_valid', 'epochs', 'bs', 'size', 'distill_alpha', 'distill_T'):
         if c in t: t[c] = [f'{v:g}' if isinstance(v, (int, float, np.number)) and not pd.isna(v) else v for v in t[c]]  # not 0.00 for 1e-3
     t = t.rename(columns=dict(sparsity='target %', delta='Δ dense', measured_sparsity='measured %', speedup='speed-up')).fillna('')
     return t.to_string(index=False, float_format=lambda v: f'{v:.2f}')
 
-def _what(r)->str: return ' '.join(str(r[c]) for c in ('arch', 'dataset', 'granularity', 'context') if c in r and isinstance(r[c], str))
+def _what(r)->str:
+    w = ' '.join(str(r[c]) for c in ('arch', 'dataset', 'granularity', 'context') if c in r and isinstance(r[c], str))
+    return w + (f" distilled (alpha {r['distill_alpha']:g}, T {r['distill_T']:g})" if _distilled(r) else '')
 
 def format_largest(df:pd.DataFrame, # Results of `run_study`
                    tol:float=1., # Points of accuracy allowed to lose
@@ -613,8 +710,8 @@ def plot_study(df:pd.DataFrame, # Results of `run_study`
         p = s[(s.arch == a) & (s.dataset == d)]
         for (b,k),g in p.groupby(['_base', '_prune'], sort=False):
             r = g.iloc[-1]
-            lbl = r.arm + (f' ({r.granularity}, {r.context}, {r.schedule})' if many and isinstance(r.granularity, str) else '')
-            kw = dict(color=colors[r.arm], ls=_styles.get(r.granularity, '-'), marker='o', ms=4, capsize=3, label=lbl)
+            lbl = r.arm + (f" ({r.granularity}, {r.context}, {r.schedule}{', distilled'*_distilled(r)})" if many and isinstance(r.granularity, str) else '')
+            kw = dict(color=colors[r.arm], ls=_styles.get(r.granularity, '-'), marker='s' if _distilled(r) else 'o', ms=4, capsize=3, label=lbl)
             err = g.accuracy_std.fillna(0)
             ax1.errorbar(g.sparsity, g.accuracy, yerr=err, **kw)
             ax2.errorbar(g.speedup, g.accuracy, yerr=err, **kw)
@@ -634,9 +731,9 @@ def plot_study(df:pd.DataFrame, # Results of `run_study`
 presets = dict(
     default=dict(archs='mobilenet_v2', datasets='digits', arms=list(arms), sparsities=[0, 80, 90, 95], granularities='weight', contexts='local',
                  schedules='one_cycle', seeds=[0, 1, 2], epochs=6, lr=dict(pretrained=3e-3, scratch=1e-2), bs=64, size=32, n_per_class=None, n=None,
-                 n_valid=None, start_pct=0., end_pct=0.5, exclude=['first', 'depthwise'], head='native', recal_bn=True, weights=None),
+                 n_valid=None, start_pct=0., end_pct=0.5, exclude=['first', 'depthwise'], head='native', recal_bn=True, weights=None, distill=False, distill_alpha=0.5, distill_T=4.),
     paper=dict(archs=['vgg16', 'mobilenet_v2'], datasets=['cifar10', 'cifar100', 'svhn', 'caltech101'], arms=list(arms),
                sparsities=[0, 30, 50, 70, 80, 90, 95], granularities=['weight', 'filter'], contexts='local', schedules='agp', seeds=[0, 1, 2],
                epochs=30, lr=1e-3, bs=64, size=224, n_per_class=None, n=None, n_valid=None, start_pct=0., end_pct=0.5, exclude=None,
-               head='fastai', recal_bn=False, weights=None),
+               head='fastai', recal_bn=False, weights=None, distill=False, distill_alpha=0.5, distill_T=4.),
 )

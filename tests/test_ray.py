@@ -81,3 +81,12 @@ def test_ray_task_on_its_gpu_in_bf16(cluster, tmp_path):
     "Each task trains on the GPU Ray gives it, in bfloat16 mixed precision"
     df = run_study(out=tmp_path, bar=False, log=False, plot=False, executor='ray', gpus_per_run=0.5, precision='bf16', **TINY)
     assert df.error.isna().all() and len(df) == 4
+
+def test_distill_on_ray(cluster, tmp_path):
+    "A distilled task starts once the driver has recorded its dense run, and learns from the same teacher as under the sequential executor"
+    kw = dict(TINY, arms='scratch', distill=True)
+    seq = run_study(out=tmp_path/'seq', bar=False, log=False, plot=False, cpus_per_run=1, **kw)
+    df = run_study(out=tmp_path/'ray', bar=False, log=False, plot=False, executor='ray', cpus_per_run=1, **kw)
+    assert len(df) == 2 and df.error.isna().all() and df.distill_alpha.tolist()[1] == 0.5
+    same(df, seq)  # the same teacher, loaded from the same saved weights: the same student
+    assert [p.name for p in (tmp_path/'ray'/'weights').iterdir()] == [p.name for p in (tmp_path/'seq'/'weights').iterdir()]

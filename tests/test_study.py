@@ -79,7 +79,12 @@ BAD = [(dict(archs='resnet9000'), ValueError, "unknown arch 'resnet9000'"),
        (dict(end_pct=0.), ValueError, 'start_pct < end_pct'),
        (dict(head='mine'), ValueError, "unknown head 'mine'"),
        (dict(n=100, n_per_class=10), ValueError, 'not both'),
-       (dict(weights=dict(vgg16='x.pth')), ValueError, "weights given for ['vgg16']")]
+       (dict(weights=dict(vgg16='x.pth')), ValueError, "weights given for ['vgg16']"),
+       (dict(sparsities=[50, 90], distill=True), ValueError, "distill=True takes each pruned run's teacher from its dense run (sparsity 0)"),
+       (dict(distill=[True, 'yes']), TypeError, "distill must be True or False, got str: 'yes'"),
+       (dict(distill=True, distill_alpha=-0.1), ValueError, 'distill_alpha must be a number in [0, 1], got -0.1'),
+       (dict(distill=True, distill_alpha=1.5), ValueError, 'distill_alpha must be a number in [0, 1], got 1.5'),
+       (dict(distill=True, distill_T=0), ValueError, 'distill_T must be a temperature > 0, got 0')]
 
 @pytest.mark.parametrize('kw,exc,msg', BAD, ids=[str(k) for k,_,_ in BAD])
 def test_bad_input_fails_before_training(kw, exc, msg, tmp_path, monkeypatch):
@@ -179,6 +184,85 @@ def test_crash_inside_a_real_run(tmp_path):
         df = run_study(out=tmp_path, bar=False, log=False, exclude='nothing.*', **dict(TINY, seeds=0))
     assert df.error.notna().tolist() == [False, True, False, True]
     assert df.error.dropna().str.contains("no layer matches 'nothing.*'").all()
+
+# --- distillation: the dense run teaches ----------------------------------------------------------------------
+
+DTINY = dict(TINY, seeds=0)
+
+def test_distill_plan_and_old_results(ref, tmp_path):
+    "Distillation is part of a run's key; a results.csv from before it existed reads as not distilled, and resumes"
+    p = plan_study(**DTINY, distill=[False, True], distill_alpha=0.7, distill_T=2)
+    df = pd.DataFrame(p)
+    assert len(p) == 2*(1 + 2) and len({run_key(c) for c in p}) == 6 and df[df.sparsity == 0].distill_alpha.isna().all()
+    assert sorted(df[df.sparsity > 0].distill_alpha.fillna(0)) == [0, 0, .7, .7] and set(df.distill_T.dropna()) == {2.}
+    _,full = ref
+    full.drop(columns=['distill_alpha', 'distill_T']).to_csv(tmp_path/'results.csv', index=False)  # written before distillation
+    old = read_results(tmp_path/'results.csv')
+    assert list(old.columns) == list(full.columns) and old.distill_alpha.isna().all()
+    assert study_table(old, plan_study(**TINY)).shape == full.shape and len(summarize(old)) == 4
+
+def test_distill_sweep_teacher_resume(tmp_path, monkeypatch):
+    "Each pruned run learns from its own arm's dense run, whose saved weights are the teacher; a resume trains nothing, and a lost teacher is trained again"
+    teachers,dense = {},{}
+    class Spy(study.DistillCallback):
+        def __init__(self, teacher, *args, **kwargs):
+            teachers[len(teachers)] = {k: v.detach().cpu().clone() for k,v in teacher.state_dict().items()}
+            super().__init__(teacher, *args, **kwargs)
+    def keep(cfg, *args, **kwargs):
+        r = Calls.real(cfg, *args, **kwargs)
+        if 'state_dict' in r: dense[cfg['arm']] = r['state_dict']
+        return r
+    monkeypatch.setattr(study, 'DistillCallback', Spy)
+    monkeypatch.setattr(study, 'train_run', keep)
+    df = run_study(out=tmp_path, bar=False, log=False, plot=False, distill=[False, True], **DTINY)
+    assert len(df) == 6 and df.error.isna().all() and df.distill_alpha.fillna(0).tolist() == [0, 0, .5]*2
+    assert sorted(dense) == ['pretrained', 'scratch'] and len(teachers) == 2
+    for i,arm in enumerate(('pretrained', 'scratch')):
+        fn = run_weights(tmp_path, plan_study(**DTINY, arms=arm)[0])
+        saved = torch.load(fn, weights_only=True)
+        assert saved.keys() == dense[arm].keys() == teachers[i].keys()
+        assert all(torch.equal(saved[k], dense[arm][k]) and torch.equal(saved[k], teachers[i][k]) for k in saved)
+        d = df[df.arm == arm]
+        assert d.loss.iloc[1] != d.loss.iloc[2]  # the distilled run is not its plain twin, which started from the same weights and batches
+    assert sorted(p.name for p in (tmp_path/'weights').iterdir()) == sorted(run_weights(tmp_path, c).name for c in plan_study(**DTINY) if c['sparsity'] == 0)
+    s = summarize(df)
+    assert len(s) == 8 and s.distill_alpha.notna().sum() == 4 and 'distilled (alpha 0.5, T 4)' in format_largest(df)
+    nothing = Calls()
+    monkeypatch.setattr(study, 'train_run', nothing)
+    same(run_study(out=tmp_path, bar=False, log=False, plot=False, distill=[False, True], **DTINY), df)
+    assert nothing.cfgs == []
+    # the scratch teacher's weights are lost and its distilled run must be redone: the dense run is trained again first, then the distilled one
+    scratch = plan_study(**DTINY, arms='scratch', distill=True)
+    run_weights(tmp_path, scratch[0]).unlink()
+    csv = read_results(tmp_path/'results.csv')
+    csv[[k != run_key(scratch[1]) for k in study._keys(csv)]].to_csv(tmp_path/'results.csv', index=False)
+    again = Calls()
+    monkeypatch.setattr(study, 'train_run', again)
+    with contextlib.redirect_stdout(io.StringIO()) as o: df2 = run_study(out=tmp_path, bar=False, plot=False, distill=[False, True], **DTINY)
+    assert [run_key(c) for c in again.cfgs] == [run_key(c) for c in scratch] and '1 dense run(s)' in o.getvalue()
+    same(df2, df)  # the same numbers again, the teacher included
+    assert run_weights(tmp_path, scratch[0]).is_file()
+
+def test_distill_failed_teacher(tmp_path, monkeypatch):
+    "A dense run that fails leaves no teacher: its distilled runs fail without training, and the next call retries both"
+    boom = Calls(fail=lambda i,c: c['sparsity'] == 0)
+    monkeypatch.setattr(study, 'train_run', boom)
+    with pytest.warns(UserWarning, match=r'2 run\(s\) failed'): df = run_study(out=tmp_path, bar=False, log=False, plot=False, arms='scratch', distill=True, **DTINY)
+    assert len(boom.cfgs) == 1 and df.error.tolist()[0] == 'RuntimeError: boom' and 'no teacher: its dense run left no weights' in df.error[1]
+    with pytest.raises(ValueError, match="pass its dense run's trained weights as teacher"): study.train_run(plan_study(**DTINY, arms='scratch', distill=True)[1], bar=False)
+    retry = Calls()
+    monkeypatch.setattr(study, 'train_run', retry)
+    df = run_study(out=tmp_path, bar=False, log=False, plot=False, arms='scratch', distill=True, **DTINY)
+    assert len(retry.cfgs) == 2 and df.error.isna().all()
+
+def test_cli_distill(tmp_path):
+    rc,out,_ = run_main(['study', '--dry-run', '--out', str(tmp_path), '--distill', '--distill-T', '2'])
+    assert rc == 0 and out.startswith('24 runs (6 dense baselines, 18 distilled from them)') and 'distill_T: 2.0' in out, out
+    for args,msg in [(['--distill', '--sparsities', '50'], 'add 0 to the sparsities'), (['--distill-alpha', '0.3'], '--distill-alpha set how --distill distills'),
+                     (['--distill', '--distill-alpha', '1.1'], 'distill_alpha must be a number in [0, 1], got 1.1')]:
+        rc,_,err = run_main(['study', '--out', str(tmp_path)] + args)
+        assert rc == 2 and msg in err, err
+    assert list(tmp_path.iterdir()) == []
 
 # --- summaries without training ------------------------------------------------------------------------------
 
