@@ -324,7 +324,6 @@ def _no_teacher(out, cfg:dict)->str|None:
     fn = run_weights(out, _dense_of(cfg))
     return None if fn.is_file() else f'ValueError: no teacher: its dense run left no weights at {fn} (that run failed: see its row)'
 
-
 # %% ../nbs/08_study.ipynb #a1e0c0d2
 def _run_one(cfg:dict, root, bar:bool, channels_last:bool, precision:str, threads:int|None, device=None, num_workers:int=0, teacher=None, keep_weights=False)->dict:
     "One run's results and `error=None`, or only its error: what an executor runs, with `threads` torch threads (None: as they are)"
@@ -399,7 +398,6 @@ def _ray_results(todo:list, submit, waits_for=lambda cfg: None):
             for c in held.pop(run_key(cfg), []): pending[submit(c)] = c
     finally:
         for ref in pending: ray.cancel(ref)  # interrupted: the driver stops the runs it will not record
-
 
 # %% ../nbs/08_study.ipynb #3df51a71
 def _line(i, n, cfg, res)->str:
@@ -493,7 +491,6 @@ def run_study(out:str|Path='study_results', # Folder for results.csv, summary.cs
             plt.close(plot_study(res, out/'accuracy.png'))
     return res
 
-
 # %% ../nbs/08_study.ipynb #69962537
 _base_cols = [c for c in setting_cols if c not in prune_cols + ['seed', 'sparsity']]
 _show_cols = ['arch', 'dataset', 'arm', 'granularity', 'context', 'schedule']
@@ -586,7 +583,6 @@ def _bootstrap(df:pd.DataFrame, n_boot:int=2000, seed:int=0)->list:
                             boot=100*_resample(per_seed, n_boot, rng).reshape(n_boot, *shape)))
     return res
 
-
 # %% ../nbs/08_study.ipynb #1098f164
 def _interval(v, ci:float, **kw)->tuple: return tuple(np.quantile(v, [(1 - ci)/2, (1 + ci)/2], **kw))
 
@@ -619,7 +615,6 @@ def largest_within(df:pd.DataFrame, # Results of `run_study`
                          resampled='paired' if images else 'unpaired' if n_seeds else 'nothing'))
     return pd.DataFrame(rows)
 
-
 # %% ../nbs/08_study.ipynb #b2a0c0d6
 def arm_difference(df:pd.DataFrame, # Results of `run_study`, with both arms
                    ci:float=0.95, # Coverage of the bootstrap interval
@@ -639,7 +634,6 @@ def arm_difference(df:pd.DataFrame, # Results of `run_study`, with both arms
                              difference=d_pt[i, q] - d_pt[j, q], lo=lo, hi=hi, seeds=len(o['seeds']), images=o['images'],
                              resampled='paired' if o['images'] else 'unpaired'))
     return pd.DataFrame(rows)
-
 
 # %% ../nbs/08_study.ipynb #d9dea2b3
 def format_summary(df:pd.DataFrame, # Results of `run_study`
@@ -690,7 +684,6 @@ def format_effect(df:pd.DataFrame, # Results of `run_study`, with both arms
         if len(rev): parts.append(f'reversed at {_sps(rev)} (scratch loses less: interval below 0)')
         lines.append(f"{_what(r)}: pretrained loses less than scratch when pruned: {'; '.join(parts)}. {ci*100:g} % bootstrap over {r.seeds} seed{'s'*int(r.seeds > 1)} {how}.")
     return '\n'.join(lines)
-
 
 # %% ../nbs/08_study.ipynb #bfd167c7
 _styles = dict(weight='-', filter='--', kernel='-.', vector=':', channel=(0, (5, 1, 1, 1)))
