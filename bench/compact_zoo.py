@@ -6,13 +6,15 @@ by magnitude, then compacted; the outputs are checked against the masked model's
 Run from the repository root: `python bench/compact_zoo.py` (about a minute on 2 cores). The zoo test (`tests/test_zoo.py`) asserts the same on most of these."""
 from __future__ import annotations
 import re, sys, time, warnings
+from pathlib import Path
 import torch, timm
 from torch import nn
 from torchvision import models as tvm
 from fastprune.all import *
 from fastprune.compact import compact
-sys.path.insert(0, 'bench')
+sys.path.insert(0, str(Path(__file__).parent))
 from overhead import environment  # the header every benchmark prints
+from compact import trained_bn, n_params  # bench/compact.py's
 
 warnings.filterwarnings('ignore', category=FutureWarning)
 
@@ -43,17 +45,6 @@ zoo = {
     'ViT-Tiny/16 (timm, 32 px)': (tm('vit_tiny_patch16_224', img_size=32), 32, 'LayerNorm, residual stream, attention'),
     'ShuffleNetV2 0.5 (torchvision)': (lambda: tvm.shufflenet_v2_x0_5(num_classes=10), 32, 'channel shuffle'),
 }
-
-def trained_bn(model, seed=0):
-    "BatchNorm statistics and affine parameters like a trained network's: a fresh one (mean 0, shift 0) would make more channels look dead than training leaves"
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                for t,lo,hi in [(m.running_mean,-1,1), (m.running_var,.5,2), (m.weight,.5,1.5), (m.bias,-.5,.5)]: t.copy_(torch.rand(t.shape, generator=g)*(hi-lo)+lo)
-    return model
-
-def n_params(m): return sum(p.numel() for p in m.parameters())
 
 def causes(msg:str)->str:
     "The couplings a compaction warning names, one per line of it"

@@ -23,16 +23,12 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
 from fastai.torch_core import set_seed
+sys.path.insert(0, str(Path(__file__).parent))
+from compact import vgg16_cifar, mobilenet_v2, n_params, cpu_name  # bench/compact.py's
 
 warnings.filterwarnings('ignore', category=FutureWarning)  # torchvision's `torch.jit.script` notice
 warnings.filterwarnings('ignore', message='compact removes')  # what couplings keep is in the zoo's table (bench/compact_zoo.py)
 SEED = 0
-
-def vgg16_cifar(n_out=10):
-    "torchvision VGG16's convolutions with a 32-px CIFAR-style head: global average pool and one Linear"
-    return nn.Sequential(torchvision.models.vgg16(num_classes=n_out).features, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, n_out))
-
-def mobilenet_v2(n_out=10): return torchvision.models.mobilenet_v2(num_classes=n_out)
 
 # name -> (factory, peak learning rate of `fit_one_cycle`: VGG16 has no BatchNorm, and trains from scratch at a lower one)
 archs = {'VGG16 (CIFAR head)': (vgg16_cifar, 1e-3), 'MobileNetV2': (mobilenet_v2, 1e-2)}
@@ -65,10 +61,6 @@ def timeit(sessions:list, x:np.ndarray, reps:int, warmup:int)->list:
             t0 = time.perf_counter(); s.run(None, {'input0': x}); t.append(time.perf_counter() - t0)
     return [statistics.median(t) for t in ts]
 
-def n_params(m): return sum(p.numel() for p in m.parameters())
-def cpu_name():
-    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): return platform.processor() or platform.machine()
 def int8_isa()->str:
     "The CPU's int8 dot-product instructions, as /proc/cpuinfo names them"
     try: flags = set(next(l for l in open('/proc/cpuinfo') if l.startswith('flags')).split())
