@@ -101,3 +101,15 @@ def _check_dead_cb():
 def __getattr__(name):  # the callback imports fastai: only when a test asks for it
     if name == 'CheckDead': return _check_dead_cb()
     raise AttributeError(name)
+
+def cpu_autocast():
+    "A callback: bf16 autocast on the CPU, as `MixedPrecision` does on CUDA (fastai's asks for CUDA autocast, which torch disables on a CPU)"
+    from fastai.callback.core import Callback
+    from fastai.callback.fp16 import MixedPrecision
+    from fastai.torch_core import to_float
+    class CPUAutocast(Callback):
+        order = MixedPrecision.order
+        def before_batch(self): self.ac = torch.autocast('cpu', dtype=torch.bfloat16); self.ac.__enter__()
+        def after_pred(self): self.learn.pred = to_float(self.pred)
+        def after_loss(self): self.ac.__exit__(None, None, None)
+    return CPUAutocast()

@@ -3,12 +3,10 @@ import copy, math, os, pickle, warnings, pytest, torch
 import torch.nn.functional as F
 from torch import nn
 from fastai.callback.core import Callback
-from fastai.callback.fp16 import MixedPrecision
 from fastai.learner import load_learner
-from fastai.torch_core import to_float
 from fastprune.all import *
 from fastprune.distill import DistillCallback, distill_loss
-from conftest import make_learner, small_convnet, assert_exact
+from conftest import make_learner, small_convnet, assert_exact, cpu_autocast
 
 def teacher_net(c=32):
     "A wider network with the student's outputs"
@@ -70,19 +68,12 @@ class ConvDtype(Callback):
     def after_fit(self):
         for h in self.hs: h.remove()
 
-class CPUAutocast(Callback):
-    "bf16 autocast on the CPU, as `MixedPrecision` does on CUDA"
-    order = MixedPrecision.order
-    def before_batch(self): self.ac = torch.autocast('cpu', dtype=torch.bfloat16); self.ac.__enter__()
-    def after_pred(self): self.learn.pred = to_float(self.pred)
-    def after_loss(self): self.ac.__exit__(None, None, None)
-
 def test_the_teacher_runs_in_the_students_autocast_bf16_on_cpu():
     teacher = teacher_net()
     learn = make_learner(small_convnet(), n_train=128)
     dt = ConvDtype(teacher)
     chk = CheckLoss(teacher, 0.5, 4.)
-    with learn.no_bar(): learn.fit(1, 1e-3, cbs=[SparsifyCallback(50), DistillCallback(teacher), CPUAutocast(), dt])
+    with learn.no_bar(): learn.fit(1, 1e-3, cbs=[SparsifyCallback(50), DistillCallback(teacher), cpu_autocast(), dt])
     assert dt.student == dt.teacher == torch.bfloat16
     assert all(p.dtype == torch.float32 for p in [*learn.model.parameters(), *teacher.parameters()])
     assert math.isfinite(learn.recorder.values[-1][0])

@@ -3,21 +3,14 @@ import warnings, pytest, torch
 from torch import nn
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
-from fastai.torch_core import params, to_float
+from fastai.torch_core import params
 from fastprune.all import *
-from conftest import make_learner, small_convnet, assert_exact as _exact, CheckDead as Dead
+from conftest import make_learner, small_convnet, assert_exact as _exact, CheckDead as Dead, cpu_autocast
 
 class ConvDtype(Callback):
     "The dtype the first convolution computes in, during training"
     def before_fit(self): self.h = self.learn.model[0].register_forward_hook(lambda m,i,o: setattr(self, 'dtype', o.dtype))
     def after_fit(self): self.h.remove()
-
-class CPUAutocast(Callback):
-    "bf16 autocast on the CPU, as `MixedPrecision` does on CUDA (fastai's asks for CUDA autocast, which torch disables on a CPU)"
-    order = MixedPrecision.order
-    def before_batch(self): self.ac = torch.autocast('cpu', dtype=torch.bfloat16); self.ac.__enter__()
-    def after_pred(self): self.learn.pred = to_float(self.pred)
-    def after_loss(self): self.ac.__exit__(None, None, None)
 
 def test_fastai_to_bf16_on_cpu():
     learn = make_learner(small_convnet(), n_train=256).to_bf16()
@@ -32,7 +25,7 @@ def test_fastai_to_bf16_on_cpu():
 def test_bf16_autocast_on_cpu_masks_fp32_weights(crit):
     learn = make_learner(small_convnet(), n_train=256)
     dead,dt = Dead(),ConvDtype()
-    with learn.no_bar(): learn.fit(2, 1e-2, cbs=[SparsifyCallback(60, 'kernel', criteria=crit), CPUAutocast(), dead, dt])
+    with learn.no_bar(): learn.fit(2, 1e-2, cbs=[SparsifyCallback(60, 'kernel', criteria=crit), cpu_autocast(), dead, dt])
     assert dt.dtype == torch.bfloat16 and dead.n > 0  # computed in bf16, masked in fp32
     assert all(p.dtype == torch.float32 for p in learn.model.parameters())
     _exact(learn.sparsifier, 60)
