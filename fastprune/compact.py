@@ -21,7 +21,8 @@ from .sparsifier import *
 from .callback import SparsifyCallback
 
 # %% auto #0
-__all__ = ['live_inputs', 'compact_plan', 'compact', 'learner_inputs', 'move_optimizer', 'CompactCallback']
+__all__ = ['channel_granularities', 'live_inputs', 'compact_plan', 'compact', 'learner_inputs', 'move_optimizer',
+           'CompactCallback']
 
 # %% ../nbs/10_compact.ipynb #31b748fb
 _Conv = nn.modules.conv._ConvNd
@@ -382,11 +383,13 @@ def _shrink(model:nn.Module, inputs:tuple, round_to:int|None, slices:bool=True)-
             g.prune()
     return new, plans, _restore(new, model), sliced
 
+channel_granularities = ('filter', 'channel')  # granularities whose masks zero whole channels: what compaction removes
+
 def _compact(model, example_inputs, sparsifier=None, round_to=None, inplace=False, check=True, rtol=1e-4, warn=True)->tuple:
     "`(compacted model, plan, kept)`: see `compact`; `kept` maps each parameter name to the flat indices of the entries it keeps"
     if not isinstance(model, nn.Module): raise TypeError(f'model must be an nn.Module, got {type(model).__name__}')
     inputs,round_to = as_inputs(example_inputs),_check_round_to(round_to)
-    if sparsifier is not None and sparsifier.granularity.name not in ('filter', 'channel'):
+    if sparsifier is not None and sparsifier.granularity.name not in channel_granularities:
         raise ValueError(f'the masks have granularity {sparsifier.granularity.name!r}, which zeroes weights inside filters: {_unstructured}')
     run_eval(model, inputs)
     new,plans,kept,sliced = _shrink(model, inputs, round_to)
@@ -468,7 +471,7 @@ def before_fit(self:CompactCallback):
     if len(found) != 1: raise ValueError(f'CompactCallback cuts the channels that one SparsifyCallback prunes in the same fit, and this fit has {len(found)}: fit with cbs=[SparsifyCallback(50, "filter", end_pct=0.5), CompactCallback()]')
     self.pruner = found[0]
     g = self.pruner.config.granularity.name
-    if g not in ('filter', 'channel'): raise ValueError(f"CompactCallback removes whole channels, and the SparsifyCallback prunes at granularity {g!r}, which zeroes weights inside them: choose granularity='filter' or 'channel', or drop CompactCallback and store the zeros with `save_sparse`")
+    if g not in channel_granularities: raise ValueError(f"CompactCallback removes whole channels, and the SparsifyCallback prunes at granularity {g!r}, which zeroes weights inside them: choose granularity='filter' or 'channel', or drop CompactCallback and store the zeros with `save_sparse`")
     if self.pruner.lth or self.pruner.reset_end: raise ValueError('CompactCallback cannot run with lottery tickets (lth=True or reset_end=True): they rewind the weights to a copy of the full-size model. Compact the ticket after the fit with learn.compact()')
     if any(type(cb).__name__ == 'DistributedTrainer' for cb in self.learn.cbs): raise ValueError('CompactCallback cannot run under DistributedTrainer, whose wrapper holds the parameters it was built with: compact after the fit with learn.compact()')
     self._cut_at,self._done,self._cancelled,self.cuts = self.learn.sparsifier.events,False,False,[]

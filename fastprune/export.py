@@ -17,7 +17,7 @@ from fastai.learner import Learner
 from .core import *
 from .granularity import *
 from .report import *
-from .compact import compact, learner_inputs
+from .compact import compact, learner_inputs, channel_granularities
 
 # %% auto #0
 __all__ = ['save_sparse', 'load_sparse', 'file_size', 'to_semi_structured', 'OnnxFile', 'calibration_feeds', 'export_onnx',
@@ -293,7 +293,7 @@ def export_onnx(self:Learner,
     "Export `self.model` to ONNX, compacted first when its masks are structured (`filter`, `channel`); `self.model` is left untouched"
     _check_quantize(quantize)
     xs,sp = learner_inputs(self, example_inputs),getattr(self, 'sparsifier', None)
-    model = compact(self.model, xs, sparsifier=sp) if sp is not None and sp.granularity.name in ('filter', 'channel') else self.model
+    model = compact(self.model, xs, sparsifier=sp) if sp is not None and sp.granularity.name in channel_granularities else self.model
     if quantize is not None and calibration is None: calibration = self.dls.valid
     return export_onnx(model, xs, Path(self.path)/path, quantize=quantize, calibration=calibration, **kwargs)
 
