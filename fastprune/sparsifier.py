@@ -182,9 +182,12 @@ def normalize_scores(s:Tensor, how:str)->Tensor:
 # %% ../nbs/03_sparsifier.ipynb #c056042f
 _LAMP_SAMPLE = 8192  # at most this many scores sampled per layer (and per gathered window) to place the windows of exact LAMP scores
 _LAMP_DIRECT = 8192  # a layer, or a gathered window, this small is sorted whole
+_LAMP_WHOLE = 1024  # a layer this small is gathered whole
+_LAMP_BATCH = 8192  # layers up to this size are gathered together, their masks in one buffer; their windows are sorted whole
 _CHUNK = 1 << 20  # entries squared at a time in float64 (the scratch buffer's size)
 
 def _n_sample(n:int, c:float=4.)->int: return min(n, _LAMP_SAMPLE, max(1024, int(c*math.sqrt(n))))  # a sort of the sample, against the entries a wider window gathers
+def _stride(n:int, c:float=4.)->int: return max(1, n//max(_n_sample(n, c), 1))
 
 def sum_squares(t:Tensor, scratch:Tensor|None=None)->float:
     "The sum of the squares of `t`, squared and added in float64 (through `scratch`, a float64 buffer, a chunk at a time)"
@@ -200,95 +203,122 @@ def sum_squares(t:Tensor, scratch:Tensor|None=None)->float:
 def _f32(x:float)->float: return float(np.float32(x))
 
 def _sort_nonneg(x:Tensor, dim:int=-1)->tuple:
-    "`x.sort(dim)` for non-negative floats, through their bit patterns: on CPU, integers sort several times faster"
-    v,o = x.view(torch.int32).sort(dim=dim, stable=True)
+    "`x.sort(dim)` for non-negative floats, through their bit patterns: on CPU, integers sort several times faster (equal entries in any order)"
+    v,o = x.view(torch.int32).sort(dim=dim)
     return v.view(x.dtype),o
 
 def _lamp_curves(samples:list, weights:list, above:list|None=None)->tuple:
-    "Sorted samples (rows of a matrix padded with inf), their approximate LAMP scores, and the sort orders: each point stands for its row's weight, over the sum of squares `above` the sample"
-    lens = torch.tensor([v.numel() for v in samples])
+    "Sorted samples (rows of a matrix padded with inf), their approximate LAMP scores (float32, an estimate), and the sort orders: each point stands for its row's weight, over the sum of squares `above` the sample"
     v,o = _sort_nonneg(nn.utils.rnn.pad_sequence(samples, batch_first=True, padding_value=math.inf), 1)
-    valid = torch.arange(v.shape[1])[None] < lens[:, None]
+    lens = [x.numel() for x in samples]
+    valid = torch.isfinite(v)
     sq = torch.where(valid, v.double()**2, 0.)
-    w = torch.tensor(weights, dtype=torch.float64)[:, None]
-    tail = w*(sq.sum(1, keepdim=True) - sq.cumsum(1) + sq) + (0. if above is None else torch.tensor(above, dtype=torch.float64)[:, None])
-    lamp = torch.where(valid, sq/tail.clamp_min(sq).clamp_min(1e-300), math.inf).cummax(1).values
-    return v,lamp,o,lens.tolist()
+    w = torch.tensor(weights, dtype=torch.float64, device=v.device)[:, None]
+    tail = w*(sq.sum(1, keepdim=True) - sq.cumsum(1) + sq) + (0. if above is None else torch.tensor(above, dtype=torch.float64, device=v.device)[:, None])
+    lamp = torch.where(valid, (sq/tail.clamp_min(sq).clamp_min(1e-300)).float(), math.inf).cummax(1).values
+    return v,lamp,o,lens
 
 def _cut(vs:Tensor, lamp:Tensor, tau:float, grow_lo:float, grow_hi:float)->tuple:
     "Sample ranks `(lo, hi)` around where `tau` cuts the curve `lamp` of sorted sample `vs`, three standard deviations of a rank (times `grow_*`) away"
-    m = vs.numel()
-    r = int(torch.searchsorted(lamp, torch.tensor(tau, dtype=lamp.dtype)))
+    return _ranks(int(torch.searchsorted(lamp, torch.tensor(tau, dtype=lamp.dtype))), vs.numel(), grow_lo, grow_hi)
+
+def _ranks(r:int, m:int, grow_lo:float, grow_hi:float)->tuple:
+    "Sample ranks three standard deviations of rank `r` of `m` (times `grow_*`) below and above it"
     d = 3*math.sqrt(max(r, 1)*max(1 - r/m, 1/m)) + 4
     return r - math.ceil(grow_lo*d),r + math.ceil(grow_hi*d)
 
-def _threshold_for(curves:list, cands:list, wts:list, k:float)->float:
-    "About the LAMP value at which the candidate points of the sorted `curves` (one per layer; `cands` their candidate flags or None), each standing for its curve's weight in `wts`, add up to `k`"
-    if not curves or not sum(c.numel() for c in curves): return math.inf
-    m = nn.utils.rnn.pad_sequence(curves, batch_first=True, padding_value=math.inf)
-    flags = nn.utils.rnn.pad_sequence([torch.ones(c.numel(), dtype=torch.bool) if f is None else f for c,f in zip(curves, cands)], batch_first=True)
-    cum = torch.cat([torch.zeros(len(curves), 1), flags.cumsum(1, dtype=torch.float64)], 1)  # candidates among the first j points
-    w = torch.tensor(wts, dtype=torch.float64)
+def _cuts(v:Tensor, lamp:Tensor, lens:list, tau:float, grows:list)->list:
+    "`(a, b)` for each row of the sorted samples `v` and their curves `lamp` (padded with inf): the sampled scores around where `tau` cuts the curve (`_cut`), -inf or inf past the ends"
+    rs = torch.searchsorted(lamp, torch.full((lamp.shape[0], 1), tau, dtype=lamp.dtype)).squeeze(1).tolist()
+    los,his = zip(*[_ranks(r, m, g[0], g[1]) for r,m,g in zip(rs, lens, grows)])
+    idx = torch.tensor([[min(max(lo, 0), m-1), min(max(hi, 0), m-1)] for lo,hi,m in zip(los, his, lens)], device=v.device)
+    ab = v.gather(1, idx).tolist()
+    return [(a if lo > 0 else -math.inf, b if hi < m-1 else math.inf) for (a,b),lo,hi,m in zip(ab, los, his, lens)]
+
+def _threshold_for(m:Tensor, flags:Tensor|None, w:Tensor, k:float)->float:
+    "About the LAMP value at which the candidate points of the sorted rows of `m` (one per layer, padded with inf; `flags` their candidate flags or None), each standing for its row's weight in `w`, add up to `k`"
     fin = m[torch.isfinite(m)]
+    if not fin.numel(): return math.inf
+    ones = torch.isfinite(m) if flags is None else flags
+    cum = torch.cat([torch.zeros(m.shape[0], 1, dtype=torch.float64, device=m.device), ones.cumsum(1, dtype=torch.float64)], 1)  # candidates among the first j points
+    w = w.to(m.device)
+    def count(x): return float((cum.gather(1, torch.searchsorted(m, torch.full((m.shape[0], 1), x, dtype=m.dtype, device=m.device), right=True)).squeeze(1)*w).sum())
     lo,hi = float(fin.min()),float(fin.max())
-    for _ in range(32):  # bisection, every curve searched at once (an estimate: 32 halvings are plenty)
-        mid = (lo + hi)/2
-        pos = torch.searchsorted(m, torch.full((len(curves), 1), mid, dtype=m.dtype), right=True)
-        if float((cum.gather(1, pos).squeeze(1)*w).sum()) >= k: hi = mid
+    if lo <= 0:  # zeros score 0: start above them
+        if count(0.) >= k: return 0.
+        pos = fin[fin > 0]
+        if not pos.numel(): return hi
+        lo = float(pos.min())
+    if count(lo) >= k: return lo
+    for _ in range(40):  # bisection on a log scale, every row searched at once (an estimate: to a part in a thousand is plenty)
+        if hi <= lo*1.001: break
+        mid = math.sqrt(lo*hi)
+        if count(mid) >= k: hi = mid
         else: lo = mid
     return hi
 
+def _first_of_ties(x:Tensor)->Tensor:
+    "For each entry of sorted `x`, the index of the first entry equal to it"
+    n = x.numel()
+    new = torch.ones(n, dtype=torch.bool, device=x.device)
+    if n > 1: new[1:] = x[1:] != x[:-1]
+    return torch.where(new, torch.arange(n, device=x.device), 0).cummax(0).values
+
+def _suffix_sums(x:Tensor)->Tensor:
+    "`x[i:].sum()` for every `i`, added from the end as `lamp_scores` adds them: a window that holds its layer's top entries gets their exact tails"
+    return x.flip(0).cumsum(0).flip(0)
+
+def _pad(rows:list, value)->Tensor: return nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=value)
+
 class _LampLayer:
-    "One layer of `lamp_select`: its sample, the entries gathered around the cut (a1 < s <= b1), and the sorted window (a2 < s <= b2) inside them"
-    def __init__(self, s:Tensor, cand:Tensor|None, n_cand:int, scratch:Tensor|None):
+    "One layer of `lamp_select`: the entries gathered around the cut (a1 < s <= b1), and the sorted window (a2 < s <= b2) inside them"
+    def __init__(self, s:Tensor, cand:Tensor|None, n_cand:int, scratch:Tensor|None, work:Tensor|None=None):
         self.s,self.cand,self.n,self.n_cand,self.scratch = s,cand,s.numel(),n_cand,scratch
-        self.small = self.n <= _LAMP_DIRECT  # sorted whole, from the start
+        self.work = work[:self.n] if work is not None and work.numel() >= self.n else None
+        self.batched = self.n <= _LAMP_BATCH  # gathered with the other small layers, in batched operations
         self.grow = [1., 1., 1., 1.]  # margins: gathered below, above; sorted below, above
         self.ab1 = self.ab2 = None
 
-    def gather(self, tau:float):
-        "Read the layer once: the sum of squares above a1, the candidates below it (taken whole), and the entries from a1 to b1"
-        if self.small: return  # whole from the start (`_whole`)
-        else:
-            lo,hi = _cut(self.vs, self.lamp, tau, *self.grow[:2])
-            m = self.vs.numel()
-            a,b = (self.vs[lo].item() if lo > 0 else -math.inf),(self.vs[hi].item() if hi < m-1 else math.inf)
-        if (a,b) == self.ab1: return
+    def gather(self, a:float, b:float):
+        "Read the layer once: the candidates below a1 (taken whole), the entries from a1 to b1, and the sums of squares above b1 and above a1"
+        if (a,b) == self.ab1: return  # already gathered
         self.ab1,self.ab2,s,cand = (a,b),None,self.s,self.cand
         # masks from `threshold` and `.bool()`: on CPU these are several times faster than comparisons that output bool
-        t = s if a == -math.inf else F.threshold(s, a, 0.)  # scores above a (a is a sampled score, so not negative), else 0
+        if a == -math.inf: t = s
+        elif self.work is not None: t = torch.threshold(s, a, 0., out=self.work)  # scores above a (a is a sampled score, so not negative), else 0
+        else: t = F.threshold(s, a, 0.)
         up = None if a == -math.inf else t.bool()
-        self.s_up = sum_squares(t, self.scratch)
         self.rest = up if cand is None else (cand if up is None else cand & up)  # candidates above a1: those not taken, once the window's are removed
         self.n_below1 = 0 if up is None else self.n_cand - (int(self.rest.count_nonzero()))
-        above = None if b == math.inf else F.threshold(t, b, 0.).bool()
+        if b == math.inf: above,self.s_above1 = None,0.
+        else:
+            t = torch.threshold(t, b, 0., out=t) if t is self.work else F.threshold(t, b, 0.)  # scores above b, else 0 (the first t is done with)
+            above,self.s_above1 = t.bool(),sum_squares(t, self.scratch)
         win = up if above is None else (~above if up is None else up ^ above)  # above b lies inside above a
-        self.idx1 = torch.arange(self.n, device=s.device) if win is None else win.view(torch.uint8).nonzero().squeeze(1)
-        self.v1 = s if win is None else s[self.idx1]
-        self.c1 = cand if win is None or cand is None else cand[self.idx1]
+        self.idx1 = None if win is None else win.view(torch.uint8).nonzero().squeeze(1)
+        self.v1 = s if win is None else s.take(self.idx1)
+        self.c1 = cand if win is None or cand is None else cand.take(self.idx1)
         self.sq1 = self.v1.double()**2
         self.direct = self.v1.numel() <= _LAMP_DIRECT  # sorted whole
-        self.s_above1 = self.s_up - float(self.sq1.sum())
+        self.s_up = self.s_above1 + float(self.sq1.sum())  # sums of squares are added, never subtracted: no cancellation
 
     def place(self, vs1:Tensor, lamp1:Tensor, cs1:Tensor|None, w1:float):
         "The sample of the gathered entries, and its curve, that place the window"
         self.vs1,self.lamp1,self.cs1,self.w1 = vs1,lamp1,cs1,w1
 
     def window(self, tau:float|None):
-        "Exact LAMP scores of the gathered entries from a2 to b2, the candidates from a1 to a2, and bounds for all the others (all of them, when `direct`)"
-        if self.direct: a,b = self.ab1
-        else:
-            lo,hi = _cut(self.vs1, self.lamp1, tau, *self.grow[2:])
-            m = self.vs1.numel()
-            a = self.vs1[lo].item() if lo > 0 else self.ab1[0]
-            b = self.vs1[hi].item() if hi < m-1 else self.ab1[1]
+        "Exact LAMP scores of the gathered entries from a2 to b2, the candidates from a1 to a2, and bounds for all the others"
+        lo,hi = _cut(self.vs1, self.lamp1, tau, *self.grow[2:])
+        m = self.vs1.numel()
+        a = self.vs1[lo].item() if lo > 0 else self.ab1[0]
+        b = self.vs1[hi].item() if hi < m-1 else self.ab1[1]
         if (a,b) == self.ab2: return
         self.ab2,v1 = (a,b),self.v1
-        mid = ~F.threshold(v1, a, 0.).bool() if a > self.ab1[0] else None  # gathered, but below the window: taken whole (a >= 0, a sampled score)
-        self.s_up2 = self.s_up - (0. if mid is None else float(self.sq1[mid].sum()))
+        mid = v1 <= a if a > self.ab1[0] else None  # gathered, but below the window: taken whole
         self.mid = None if mid is None else (mid if self.c1 is None else mid & self.c1)
         self.n_below = self.n_below1 + (0 if self.mid is None else int(self.mid.count_nonzero()))
-        above = None if b == self.ab1[1] else F.threshold(v1, b, 0.).bool()
+        above = None if b == self.ab1[1] else v1 > b
+        s_above = self.s_above1 + (0. if above is None else float(torch.where(above, self.sq1, 0.).sum()))  # the sum of squares above b2
         if mid is None and above is None: j = None
         else:
             inw = ~above if mid is None else (~mid if above is None else ~mid ^ above)  # above b lies inside above a
@@ -296,14 +326,15 @@ class _LampLayer:
         vs,o = _sort_nonneg(v1 if j is None else v1[j])
         self.j = o if j is None else j[o]  # positions in the gathered entries, by score
         sq = self.sq1[self.j]
-        cs = sq.cumsum(0)
-        before = torch.cat([sq.new_zeros(1), cs[:-1]])[torch.searchsorted(vs, vs, side='left')]  # ties: what is below the first of them
-        self.wlamp = (sq/(self.s_up2 - before).clamp_min(1e-300)).float()
+        tail = _suffix_sums(sq)
+        self.s_up2 = s_above + (float(tail[0]) if len(tail) else 0.)
+        self.wlamp = (sq/(tail[_first_of_ties(vs)] + s_above).clamp_min(1e-300)).float()  # ties: the tail of the first of them
+        self.wtop = float(self.wlamp[-1]) if self.wlamp.numel() else None
         self.wc = None if self.c1 is None else self.c1[self.j]
-        rest = self.s_up2 - (float(cs[-1]) if len(cs) else 0.)
         # a sampled score bounds the window: some entries lie below it (or above), and none of them scores more (or less) than this
         self.ub = (a*a/self.s_up2 if self.s_up2 > 0 else math.inf) if a > -math.inf else None
-        self.lb = (b*b/rest if rest > 0 else 0.) if b < math.inf else None
+        self.lb = (b*b/s_above if s_above > 0 else 0.) if b < math.inf else None
+
     def cand_wlamp(self)->Tensor:
         "The window's candidates' LAMP scores (by score), and their indices in the layer: computed once per window"
         if getattr(self, '_cands_for', None) is not self.wlamp:
@@ -313,55 +344,63 @@ class _LampLayer:
         return self._cw
     def cand_widx(self)->Tensor: self.cand_wlamp(); return self._ci
 
-    def rest_mask(self, taken:Tensor)->Tensor:
-        "The candidates not taken, given the window's taken entries (indices in the layer)"
-        res = torch.ones(self.n, dtype=torch.bool, device=self.s.device) if self.rest is None else self.rest.clone() if self.rest is self.cand else self.rest
-        if self.mid is not None: res[self.idx1[self.mid]] = False
-        res[taken] = False
-        return res
+def _gather_batch(ls:list, cuts:list):
+    "`_LampLayer.gather` for small layers `ls` at once, each from `a` to `b` in `cuts`: every operation runs once over their concatenated scores, and each layer's gathered entries are views"
+    dev,ns = ls[0].s.device,[l.n for l in ls]
+    S,lens = torch.cat([l.s for l in ls]),torch.tensor(ns, device=dev)
+    seg = torch.repeat_interleave(torch.arange(len(ls), device=dev), lens)
+    lo = torch.tensor([max(a, -1.) for a,_ in cuts], dtype=S.dtype, device=dev)[seg]  # -1: below every (non-negative) score
+    up = S > lo
+    above = S > torch.tensor([b for _,b in cuts], dtype=S.dtype, device=dev)[seg]
+    win = up & ~above
+    s_above = torch.segment_reduce(torch.where(above, S, 0.).double()**2, 'sum', lengths=lens).tolist()
+    C = None if all(l.cand is None for l in ls) else torch.cat([torch.ones(l.n, dtype=torch.bool, device=dev) if l.cand is None else l.cand for l in ls])
+    rest = up if C is None else up & C  # candidates above a
+    n_rest = torch.segment_reduce(rest.float(), 'sum', lengths=lens).tolist()
+    idx = win.view(torch.uint8).nonzero().squeeze(1)
+    wseg = seg[idx]
+    v,loc = S[idx],idx - torch.tensor(np.cumsum([0] + ns[:-1]), device=dev)[wseg]
+    sq = v.double()**2
+    cnt = torch.bincount(wseg, minlength=len(ls)).tolist()
+    wsum = torch.zeros(len(ls), dtype=torch.float64, device=dev).index_add_(0, wseg, sq).tolist()
+    cs = [None]*len(ls) if C is None else C[idx].split(cnt)
+    for i,(l,ab,vi,li,qi,ri) in enumerate(zip(ls, cuts, v.split(cnt), loc.split(cnt), sq.split(cnt), rest.split(ns))):
+        l.ab1,l.ab2,l.v1,l.idx1,l.sq1,l.s_above1,l.direct,l.rest = ab,None,vi,li,qi,s_above[i],True,ri
+        l.c1 = None if l.cand is None else cs[i]
+        l.n_below1 = l.n_cand - int(n_rest[i])
+        l.s_up = l.s_above1 + wsum[i]
 
-def _whole(ls:list):
-    "Set up small layers `ls` to be sorted whole, in one batch: every entry gathered, with the sum of its squares"
-    if not ls: return
-    sq = torch.cat([l.s for l in ls]).double()**2
-    cs = torch.cat([sq.new_zeros(1), sq.cumsum(0)])
-    offs = np.cumsum([0] + [l.n for l in ls])
-    for l,lo,hi in zip(ls, offs[:-1], offs[1:]):
-        l.ab1,l.v1,l.c1,l.idx1,l.sq1,l.rest,l.n_below1,l.direct = (-math.inf, math.inf),l.s,l.cand,None,sq[lo:hi],l.cand,0,True
-        l.s_up,l.s_above1 = float(cs[hi] - cs[lo]),0.
-
-def _direct_windows(ls:list):
-    "The windows of layers whose gathered entries are sorted whole (`direct`), all in one sort: exact LAMP scores, and bounds for the rest"
-    todo = [l for l in ls if l.ab2 != l.ab1]
-    if not todo: return
-    lens = torch.tensor([l.v1.numel() for l in todo])
-    seg = torch.repeat_interleave(torch.arange(len(todo)), lens)
-    key = (seg << 31) | torch.cat([l.v1 for l in todo]).view(torch.int32).to(torch.int64)  # by layer, then by score (non-negative: its bits sort as it does)
+def _direct_windows(ls:list, starts:list)->tuple:
+    "The windows of layers whose gathered entries are sorted whole (`direct`), all in one sort: their candidates' exact LAMP scores and indices over all layers (the layers start at `starts`), and bounds for the rest"
+    if not ls: return torch.zeros(0),torch.zeros(0, dtype=torch.long)
+    dev = ls[0].s.device
+    lens = [l.v1.numel() for l in ls]
+    offs = np.cumsum([0] + lens)
+    seg = torch.repeat_interleave(torch.arange(len(ls), device=dev), torch.tensor(lens, device=dev))
+    key = (seg << 31) | torch.cat([l.v1 for l in ls]).view(torch.int32).to(torch.int64)  # by layer, then by score (non-negative: its bits sort as it does)
     key,o = key.sort()
-    offs = torch.cat([lens.new_zeros(1), lens.cumsum(0)])
-    sq = torch.cat([l.sq1 for l in todo])[o]
-    cs = sq.cumsum(0)
-    excl = torch.cat([sq.new_zeros(1), cs[:-1]])
-    base = excl[offs[:-1].clamp_max(max(len(excl)-1, 0))] if len(excl) else excl
-    before = excl[torch.searchsorted(key, key, side='left')] - base[seg]  # in its layer, what is below the first of its ties
-    s_up = torch.tensor([l.s_up for l in todo], dtype=torch.float64)[seg]
-    lamp = (sq/(s_up - before).clamp_min(1e-300)).float()
-    for i,l in enumerate(todo):
+    n = key.numel()
+    sq = torch.cat([l.sq1 for l in ls])[o]
+    tail = torch.cat([_suffix_sums(x) for x in sq.split(lens)]) if n else sq  # layer by layer: no sums carried across layers
+    s_above = torch.tensor([l.s_above1 for l in ls], dtype=torch.float64, device=dev)
+    lamp = (sq/(tail[_first_of_ties(key)] + s_above[seg]).clamp_min(1e-300)).float()  # ties: the tail of the first of them
+    ends = [e - 1 for e in offs[1:]]
+    tops = lamp[torch.tensor([max(e, 0) for e in ends], device=dev)].tolist() if n else [None]*len(ls)
+    for l,lo,hi,top in zip(ls, offs[:-1], offs[1:], tops):
         a,b = l.ab2 = l.ab1
-        lo,hi = int(offs[i]),int(offs[i+1])
-        l.s_up2,l.mid,l.n_below = l.s_up,None,l.n_below1
-        l.j,l.wlamp = o[lo:hi] - lo,lamp[lo:hi]
-        l.wc = None if l.c1 is None else l.c1[l.j]
+        l.s_up2,l.mid,l.n_below,l.wtop = l.s_up,None,l.n_below1,(top if hi > lo else None)
         l.ub = (a*a/l.s_up if l.s_up > 0 else math.inf) if a > -math.inf else None
         l.lb = (b*b/l.s_above1 if l.s_above1 > 0 else 0.) if b < math.inf else None
+    pos = torch.cat([torch.arange(st, st + l.n, device=dev) if l.idx1 is None else l.idx1 + st for l,st in zip(ls, starts)])[o]  # index over all layers
+    if all(l.c1 is None for l in ls): return lamp,pos
+    c = torch.cat([torch.ones(l.v1.numel(), dtype=torch.bool, device=dev) if l.c1 is None else l.c1 for l in ls])[o]
+    return lamp[c],pos[c]
 
 def _place(ls:list):
     "Sample the gathered entries of layers `ls`, all at once, to place their sorted windows"
     todo = [l for l in ls if getattr(l, 'placed_for', None) is not l.ab1]
-    for l in [l for l in todo if not l.v1.numel()]: l.place(l.v1, l.v1.double(), None if l.c1 is None else l.c1, 1.); l.placed_for = l.ab1
-    todo = [l for l in todo if l.v1.numel()]
     if not todo: return
-    sts = [max(1, l.v1.numel()//_n_sample(l.v1.numel(), 8.)) for l in todo]  # the window it places is sorted: a larger sample pays
+    sts = [_stride(l.v1.numel(), 8.) for l in todo]  # the window it places is sorted: a larger sample pays
     wts = [l.v1.numel()/-(-l.v1.numel()//st) for l,st in zip(todo, sts)]
     v,lamp,o,lens = _lamp_curves([l.v1[::st] for l,st in zip(todo, sts)], wts, [l.s_above1 for l in todo])
     for i,(l,st,w) in enumerate(zip(todo, sts, wts)):
@@ -369,12 +408,27 @@ def _place(ls:list):
         l.place(v[i, :n], lamp[i, :n], None if l.c1 is None else l.c1[::st][o[i, :n]], w)
         l.placed_for = l.ab1
 
+def _exact_sample(vals:Tensor, n:int=4096)->tuple:
+    "A sorted sample of exact LAMP scores, and the number of scores each point stands for"
+    st = max(1, vals.numel()//n)
+    return vals[::st].sort().values,vals.numel()/max(-(-vals.numel()//st), 1)
+
+def _groups(ls:list, cuts:list)->list:
+    "`(layers, cuts)` in consecutive groups of at most `_CHUNK` entries (or one layer)"
+    res,cur,n = [],([], []),0
+    for l,c in zip(ls, cuts):
+        if cur[0] and n + l.n > _CHUNK: res.append(cur); cur,n = ([], []),0
+        cur[0].append(l); cur[1].append(c); n += l.n
+    if cur[0]: res.append(cur)
+    return res
+
 def lamp_select(scores:list, # One 1-d tensor of (non-negative) scores per layer
                 k:int, # How many to select
                 cands:list|None=None, # One boolean mask per layer of the entries that may be selected (None: all of them)
                 with_tops:bool=False, # Also return, per layer, whether the selection may hold its best-scored entry
                 n_cands:list|None=None, # The number of candidates of each layer, when the caller knows them
                 scratch:Tensor|None=None, # A float64 buffer to square scores in, a chunk at a time (fewer allocations)
+                work:Tensor|None=None, # A float32 buffer as large as the largest layer, for the scores above each layer's cut (fewer allocations)
                )->list:
     "For each layer, its candidates *not* selected among the `k` with the smallest LAMP scores across layers (ties broken by lowest index over the layers in order): the complement of `smallest` of the concatenated `lamp_scores`, without sorting every layer"
     cands = cands if cands is not None else [None]*len(scores)
@@ -382,34 +436,43 @@ def lamp_select(scores:list, # One 1-d tensor of (non-negative) scores per layer
     def out(rest, tops): return (rest, tops) if with_tops else rest
     if k <= 0: return out([torch.ones_like(s, dtype=torch.bool) if c is None else c.clone() for s,c in zip(scores, cands)], [False]*len(scores))
     if k >= sum(n_cands): return out([torch.zeros_like(s, dtype=torch.bool) for s in scores], [True]*len(scores))
-    ls = [_LampLayer(s, c, n, scratch) for s,c,n in zip(scores, cands, n_cands)]
-    offs = np.cumsum([0] + [l.n for l in ls])
-    small,big = [l for l in ls if l.small],[l for l in ls if not l.small]
-    _whole(small); _direct_windows(small)  # exact from the start
-    def exact_curves(ls):  # the exact candidate scores of windows sorted whole, sampled, as curves with weights
-        return [(c[::st],c.numel()/-(-c.numel()//st)) for c in (l.cand_wlamp() for l in ls) if c.numel() for st in [max(1, c.numel()//1024)]]
-    ex = exact_curves(small)
+    ls = [_LampLayer(s, c, n, scratch, work) for s,c,n in zip(scores, cands, n_cands)]
+    dev = scores[0].device
+    starts = np.cumsum([0] + [l.n for l in ls]).tolist()
+    big = [i for i,l in enumerate(ls) if l.n > _LAMP_WHOLE]  # cut from samples; the others are gathered whole
+    # every layer sampled, in one sorted matrix: where the LAMP value `tau` that takes `k` lies, and where it cuts each large layer
+    sts = [_stride(l.n) for l in ls]
+    wts = [l.n/max(-(-l.n//st), 1) for l,st in zip(ls, sts)]
     if big:
-        sts = [max(1, l.n//_n_sample(l.n)) for l in big]
-        wts = [l.n/-(-l.n//st) for l,st in zip(big, sts)]
-        v,lamp,o,lens = _lamp_curves([l.s[::st] for l,st in zip(big, sts)], wts)
-        for i,(l,st,w) in enumerate(zip(big, sts, wts)):
-            l.vs,l.lamp,l.w = v[i, :lens[i]],lamp[i, :lens[i]],w
-            l.c = None if l.cand is None else l.cand[::st][o[i, :lens[i]]]
-        tau = _threshold_for([l.lamp for l in big] + [e for e,_ in ex], [l.c for l in big] + [None]*len(ex), [l.w for l in big] + [w for _,w in ex], k)
-    else: tau = None
+        v,lamp,o,lens = _lamp_curves([l.s[::st] for l,st in zip(ls, sts)], wts)
+        flags = None if all(c is None for c in cands) else _pad([torch.ones(l.s[::st].numel(), dtype=torch.bool, device=dev) if l.cand is None else l.cand[::st] for l,st in zip(ls, sts)], False).gather(1, o)
+        tau = _threshold_for(lamp, flags, torch.tensor(wts, dtype=torch.float64), k)
+        bv,blamp,blens = v[big],lamp[big],[lens[i] for i in big]
+    big = [ls[i] for i in big]
+    batched,alone = [l for l in ls if l.batched],[l for l in ls if not l.batched]
+    done_for = batched_for = None
     while True:
-        for l in big: l.gather(tau)
-        direct,second = [l for l in big if l.direct],[l for l in big if not l.direct]
-        _direct_windows(direct)
+        cut = {id(l): (-math.inf, math.inf) for l in ls if l.n <= _LAMP_WHOLE}
+        if big: cut.update({id(l): ab for l,ab in zip(big, _cuts(bv, blamp, blens, tau, [l.grow[:2] for l in big]))})
+        for l in alone: l.gather(*cut[id(l)])
+        bcuts = [cut[id(l)] for l in batched]
+        if batched and bcuts != batched_for:
+            for g in _groups(batched, bcuts): _gather_batch(*g)
+            batched_for = bcuts
+        direct,second = [l for l in ls if l.direct],[l for l in alone if not l.direct]
+        key = [(id(l), l.ab1) for l in direct]
+        if key != done_for: dvals,didx = _direct_windows(direct, [starts[i] for i,l in enumerate(ls) if l.direct]); done_for = key
         if second:  # place the second windows with the exact scores of the direct ones, and the samples of the others
             _place(second)
-            ex = exact_curves(small + direct)
-            tau2 = _threshold_for([l.lamp1 for l in second] + [e for e,_ in ex], [l.cs1 for l in second] + [None]*len(ex),
-                                  [l.w1 for l in second] + [w for _,w in ex], k - sum(l.n_below1 for l in ls))
+            ex,exw = _exact_sample(dvals)
+            m = _pad([l.lamp1 for l in second] + [ex.double()], math.inf)
+            fl = None if all(l.cs1 is None for l in second) else _pad([torch.ones(l.lamp1.numel(), dtype=torch.bool, device=dev) if l.cs1 is None else l.cs1 for l in second] + [torch.ones(ex.numel(), dtype=torch.bool, device=dev)], False)
+            tau2 = _threshold_for(m, fl, torch.tensor([l.w1 for l in second] + [exw], dtype=torch.float64), k - sum(l.n_below1 for l in ls))
             for l in second: l.window(tau2)
         need = k - sum(l.n_below for l in ls)
-        vals,gidx = torch.cat([l.cand_wlamp() for l in ls]),torch.cat([l.cand_widx() + int(o) for l,o in zip(ls, offs)])
+        idx_of = {id(l): st for l,st in zip(ls, starts)}
+        vals = torch.cat([dvals] + [l.cand_wlamp() for l in second])
+        gidx = torch.cat([didx] + [l.cand_widx() + idx_of[id(l)] for l in second])
         if need <= 0 or need > vals.numel():  # the windows start too high, or end too low
             for l in ls:
                 if need <= 0 and l.n_below: l.grow[0] *= 4; l.grow[2] *= 4
@@ -425,9 +488,16 @@ def lamp_select(scores:list, # One 1-d tensor of (non-negative) scores per layer
             if l.lb is not None and not _f32(l.lb*(1 - 1e-9)) > t: l.grow[3 if l.ab2[1] < l.ab1[1] else 1] *= 4; bad = True
         if not bad: break
     taken = taken.sort().values
-    cut = torch.searchsorted(taken, torch.tensor(offs, dtype=taken.dtype)).tolist()  # where each layer's taken entries start
-    rest = [l.rest_mask(taken[cut[i]:cut[i+1]] - int(offs[i])) for i,l in enumerate(ls)]
-    tops = [l.ab2[1] == math.inf and (l.wlamp.numel() == 0 or float(l.wlamp[-1]) <= t) for l in ls]  # the best entry is in the window, and low enough
+    cuts = torch.searchsorted(taken, torch.tensor(starts, dtype=taken.dtype, device=dev)).tolist()  # where each layer's taken entries start
+    rest = []
+    for i,l in enumerate(ls):  # the candidates above a1 (written in place: `gather` made them), less the window's taken and the entries below it
+        r = torch.ones(l.n, dtype=torch.bool, device=dev) if l.rest is None else l.rest.clone() if l.rest is l.cand else l.rest
+        if l.mid is not None:
+            if l.idx1 is None: r &= ~l.mid
+            else: r.index_put_((l.idx1,), r.take(l.idx1) & ~l.mid)
+        if cuts[i+1] > cuts[i]: r[taken[cuts[i]:cuts[i+1]] - starts[i]] = False
+        rest.append(r)
+    tops = [l.ab2[1] == math.inf and (l.wtop is None or l.wtop <= t) for l in ls]  # the best entry is in the window, and low enough
     return out(rest, tops)
 
 # %% ../nbs/03_sparsifier.ipynb #d2ca07b0
@@ -608,9 +678,11 @@ def _pick(self:Sparsifier, scores:list, k:int, cands:list, n_cands:list|None=Non
     "Each layer's candidates left once the `k` with the smallest normalised scores over all layers are taken (uniform group sizes); and the layers whose best group may be taken"
     if self.normalize == 'lamp' and (self.criteria.nonnegative or all(s.numel() == 0 or float(s.amin()) >= 0 for s in scores)):
         dev = scores[0].device
-        if getattr(self, '_scratch', None) is None or self._scratch.device != dev:  # a buffer that lives with the sparsifier: no page faults at each event
-            self._scratch = torch.empty(min(max(s.numel() for s in scores), _CHUNK), dtype=torch.float64, device=dev)
-        return lamp_select(scores, k, cands, with_tops=True, n_cands=n_cands, scratch=self._scratch)
+        n = max(s.numel() for s in scores)
+        if getattr(self, '_scratch', None) is None or self._scratch.device != dev or self._work.numel() < n:  # buffers that live with the sparsifier: no page faults at each event
+            self._scratch = torch.empty(min(n, _CHUNK), dtype=torch.float64, device=dev)
+            self._work = torch.empty(n, dtype=torch.float32, device=dev)
+        return lamp_select(scores, k, cands, with_tops=True, n_cands=n_cands, scratch=self._scratch, work=self._work)
     ns = [normalize_scores(s, self.normalize) for s in scores]
     c = None if all(x is None for x in cands) else torch.cat([torch.ones(s.numel(), dtype=torch.bool, device=s.device) if x is None else x for s,x in zip(scores, cands)])
     sel,t = smallest(torch.cat(ns), k, c, with_threshold=True)
@@ -879,7 +951,7 @@ def load_state_dict(self:Sparsifier, sd:dict):
 
 @patch
 def __getstate__(self:Sparsifier):
-    d = dict(self.__dict__); d.pop('_ts', None); d.pop('_ms', None); d.pop('_scratch', None); d.pop('_batch', None)
+    d = dict(self.__dict__); d.pop('_ts', None); d.pop('_ms', None); d.pop('_scratch', None); d.pop('_work', None); d.pop('_batch', None)
     return d
 @patch
 def __setstate__(self:Sparsifier, d): self.__dict__.update(d); self._cache()

@@ -80,3 +80,29 @@ def test_lamp_scores_give_ties_equal_scores():
     s = torch.tensor([1., 2., 2., 3.])
     l = lamp_scores(s)
     assert l[1] == l[2] and torch.allclose(l, torch.tensor([1/18, 4/17, 4/17, 1.]))
+
+def test_many_small_layers_match():
+    "Small layers gathered together, in more than one batch, beside large ones; some with candidates, some without, some with exact zeros"
+    g = torch.Generator().manual_seed(1)
+    sizes = [300, 1024, 1025, 5000, 8192]*30 + [8193, 50_000, 400_000]
+    scores = [torch.randn(n, generator=g).abs()*(0.05 + (i % 7)) for i,n in enumerate(sizes)]
+    for s in scores[::11]: s[:s.numel()//3] = 0.
+    cands = [None if i % 3 else torch.rand(n, generator=g) > 0.3 for i,n in enumerate(sizes)]
+    cat = torch.cat([lamp_scores(s) for s in scores])
+    cc = torch.cat([torch.ones(n, dtype=torch.bool) if c is None else c for n,c in zip(sizes, cands)])
+    for k in (5, 90_000, 600_000, 1_000_000):
+        rest = lamp_select(scores, k, cands, scratch=torch.empty(1 << 16, dtype=torch.float64), work=torch.empty(max(sizes)))
+        ref = smallest(cat, k, cc).split(sizes)
+        taken = [(torch.ones(n, dtype=torch.bool) if c is None else c) & ~r for n,r,c in zip(sizes, rest, cands)]
+        assert all(torch.equal(a, b) for a,b in zip(taken, ref)), k
+
+def test_mobilenet_v2_ramp_matches():
+    "52 convolutions of 288 to 409,600 weights, on the callback's rising ramp and back down"
+    import torchvision
+    torch.manual_seed(0)
+    sp = Sparsifier(torchvision.models.mobilenet_v2(num_classes=10), 'weight', 'global', normalize='lamp')
+    for i,t in enumerate([10., 45., 80., 60.]):
+        ref = reference_keep(sp, t)
+        sp.prune(t)
+        got = [torch.ones(l.n_groups, dtype=torch.bool) if l.mask is None else l.mask.flatten() for l in sp.layers]
+        assert all(torch.equal(a, b) for a,b in zip(got, ref)), f'event {i} at {t} %'
