@@ -14,6 +14,7 @@ from fastcore.meta import delegates
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.learner import Learner, SkipToEpoch, ValueMetric
+from fastai import optimizer as fo
 import torch
 from torch import nn
 from .core import *
@@ -24,7 +25,7 @@ from .sparsifier import *
 from .report import *
 
 # %% auto #0
-__all__ = ['SparsifyCallback', 'Origin', 'Step', 'recalibrate_bn']
+__all__ = ['SparsifyCallback', 'Origin', 'Step', 'optimizer_keeps_zeros', 'recalibrate_bn']
 
 # %% ../nbs/05_callback.ipynb #d056e65f
 class _SparsityMetric(ValueMetric):
@@ -56,6 +57,7 @@ class SparsifyCallback(Callback):
         reset_end:bool=False, # At the end of the fit, reset the weights to the rewind point, masked: the ticket
         save_tickets:str|Path|None=None, # Folder where each ticket (masks + rewound weights) is saved
         show_sparsity:bool=True, # Add the measured sparsity as a column of the results table
+        reapply:bool|None=None, # Zero pruned weights again after every optimizer step: None, unless the optimizer keeps them at zero (`optimizer_keeps_zeros`); True, always; False, only at pruning events
         **kwargs):
         self.config = PruneConfig(granularity, context, criteria, **kwargs)
         self.sparsity,self.schedule = self.config.check_target(sparsity),get_schedule(schedule)
@@ -69,6 +71,7 @@ class SparsifyCallback(Callback):
         self.start_sparsity = None if start_sparsity is None else check_sparsity(start_sparsity, 'start_sparsity')
         self.lth,self.reset_end,self.show_sparsity = (check_bool(v, k) for v,k in ((lth, 'lth'), (reset_end, 'reset_end'), (show_sparsity, 'show_sparsity')))
         self.save_tickets = None if save_tickets is None else Path(save_tickets)
+        self.reapply = None if reapply is None else check_bool(reapply, 'reapply')
         self._sparsifier,self.tickets,self._origin,self._finished = None,[],None,True
 
     @property
@@ -122,6 +125,7 @@ def before_fit(self:SparsifyCallback):
     self._sparsifier = self.learn.sparsifier = sp
     self._rewind = getattr(self, '_rewind', None) if mine else None
     self._cancelled,self._pruned,self._train_begun,self._held = False,False,False,False
+    self._reapply = not optimizer_keeps_zeros(self.learn.opt) if self.reapply is None else self.reapply
     self._take_snapshot = self.config.criteria.needs_init and (fresh or any(l.init is None for l in sp.layers))
     if self._take_snapshot and resuming: warnings.warn(f'criterion {self.config.criteria.name!r} scores against the weights pruning started from, which no checkpoint holds: this resumed fit takes the loaded ones (resume with the callback that ran the interrupted fit to keep them)')
     if self.save_tickets is not None: self.save_tickets.mkdir(parents=True, exist_ok=True)
@@ -198,6 +202,18 @@ def _replay(self:SparsifyCallback, sp:Sparsifier, n:int):
         if st.due: self._plan,events = st.plan,events+1
     sp.restore_events(sp.events + events)
 
+# %% ../nbs/05_callback.ipynb #b75e1d21
+_zero_keeping_steps = (fo.weight_decay, fo.l2_reg, fo.average_grad, fo.average_sqr_grad, fo.momentum_step, fo.sgd_step, fo.rms_prop_step,
+                       fo.step_stat, fo.adam_step, fo.radam_step, fo.qhadam_step, fo.larc_layer_lr, fo.larc_step, fo.lamb_step)
+_zero_keeping_torch = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.Adagrad, torch.optim.Adamax,
+                       torch.optim.NAdam, torch.optim.RAdam, torch.optim.Adadelta)
+
+def optimizer_keeps_zeros(opt)->bool:
+    "Whether a step of `opt` leaves at exactly zero every weight whose gradient and first moments are zero, as `mask_grads` and `clear_state` leave pruned ones"
+    if type(opt) is fo.Optimizer: return all(getattr(cb, 'func', cb) in _zero_keeping_steps for cb in opt.cbs)
+    if type(opt) is fo.OptimWrapper: return type(opt.opt) in _zero_keeping_torch
+    return False
+
 # %% ../nbs/05_callback.ipynb #6f2b3fdd
 @patch
 def before_batch(self:SparsifyCallback):
@@ -236,8 +252,8 @@ def before_step(self:SparsifyCallback):
 
 @patch
 def after_step(self:SparsifyCallback):
-    "Re-apply every mask after the optimizer's step, and hold pruned second moments; after a pruning event, rewind (lottery tickets) and save the ticket if asked"
-    self.sparsifier.apply()
+    "Re-apply every mask after the optimizer's step (unless the optimizer keeps pruned weights at zero), and hold pruned second moments; after a pruning event, rewind (lottery tickets) and save the ticket if asked"
+    if self._reapply: self.sparsifier.apply()
     # second moments decay with each step: back to the hold before they reach zero, and as soon as the optimizer has made them
     if not self._held or self._iter() % 100 == 0: self._held = self.sparsifier.hold_moments(self.opt)
     if self._pruned:
