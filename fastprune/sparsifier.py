@@ -272,8 +272,8 @@ def _pad(rows:list, value)->Tensor: return nn.utils.rnn.pad_sequence(rows, batch
 
 class _LampLayer:
     "One layer of `lamp_select`: the entries gathered around the cut (a1 < s <= b1), and the sorted window (a2 < s <= b2) inside them"
-    def __init__(self, s:Tensor, cand:Tensor|None, n_cand:int, scratch:Tensor|None, work:Tensor|None=None):
-        self.s,self.cand,self.n,self.n_cand,self.scratch = s,cand,s.numel(),n_cand,scratch
+    def __init__(self, s:Tensor, cand:Tensor|None, n_cand:int, start:int, scratch:Tensor|None, work:Tensor|None=None):
+        self.s,self.cand,self.n,self.n_cand,self.start,self.scratch = s,cand,s.numel(),n_cand,start,scratch  # `start`: where the layer begins over all layers
         self.work = work[:self.n] if work is not None and work.numel() >= self.n else None
         self.batched = self.n <= _LAMP_BATCH  # gathered with the other small layers, in batched operations
         self.grow = [1., 1., 1., 1.]  # margins: gathered below, above; sorted below, above
@@ -327,12 +327,12 @@ class _LampLayer:
         self.j = o if j is None else j[o]  # positions in the gathered entries, by score
         sq = self.sq1[self.j]
         tail = _suffix_sums(sq)
-        self.s_up2 = s_above + (float(tail[0]) if len(tail) else 0.)
+        s_up = s_above + (float(tail[0]) if len(tail) else 0.)  # the sum of squares above a2
         self.wlamp = (sq/(tail[_first_of_ties(vs)] + s_above).clamp_min(1e-300)).float()  # ties: the tail of the first of them
         self.wtop = float(self.wlamp[-1]) if self.wlamp.numel() else None
         self.wc = None if self.c1 is None else self.c1[self.j]
         # a sampled score bounds the window: some entries lie below it (or above), and none of them scores more (or less) than this
-        self.ub = (a*a/self.s_up2 if self.s_up2 > 0 else math.inf) if a > -math.inf else None
+        self.ub = (a*a/s_up if s_up > 0 else math.inf) if a > -math.inf else None
         self.lb = (b*b/s_above if s_above > 0 else 0.) if b < math.inf else None
 
     def cand_wlamp(self)->Tensor:
@@ -370,8 +370,8 @@ def _gather_batch(ls:list, cuts:list):
         l.n_below1 = l.n_cand - int(n_rest[i])
         l.s_up = l.s_above1 + wsum[i]
 
-def _direct_windows(ls:list, starts:list)->tuple:
-    "The windows of layers whose gathered entries are sorted whole (`direct`), all in one sort: their candidates' exact LAMP scores and indices over all layers (the layers start at `starts`), and bounds for the rest"
+def _direct_windows(ls:list)->tuple:
+    "The windows of layers whose gathered entries are sorted whole (`direct`), all in one sort: their candidates' exact LAMP scores and indices over all layers, and bounds for the rest"
     if not ls: return torch.zeros(0),torch.zeros(0, dtype=torch.long)
     dev = ls[0].s.device
     lens = [l.v1.numel() for l in ls]
@@ -388,10 +388,10 @@ def _direct_windows(ls:list, starts:list)->tuple:
     tops = lamp[torch.tensor([max(e, 0) for e in ends], device=dev)].tolist() if n else [None]*len(ls)
     for l,lo,hi,top in zip(ls, offs[:-1], offs[1:], tops):
         a,b = l.ab2 = l.ab1
-        l.s_up2,l.mid,l.n_below,l.wtop = l.s_up,None,l.n_below1,(top if hi > lo else None)
+        l.mid,l.n_below,l.wtop = None,l.n_below1,(top if hi > lo else None)
         l.ub = (a*a/l.s_up if l.s_up > 0 else math.inf) if a > -math.inf else None
         l.lb = (b*b/l.s_above1 if l.s_above1 > 0 else 0.) if b < math.inf else None
-    pos = torch.cat([torch.arange(st, st + l.n, device=dev) if l.idx1 is None else l.idx1 + st for l,st in zip(ls, starts)])[o]  # index over all layers
+    pos = torch.cat([torch.arange(l.start, l.start + l.n, device=dev) if l.idx1 is None else l.idx1 + l.start for l in ls])[o]  # index over all layers
     if all(l.c1 is None for l in ls): return lamp,pos
     c = torch.cat([torch.ones(l.v1.numel(), dtype=torch.bool, device=dev) if l.c1 is None else l.c1 for l in ls])[o]
     return lamp[c],pos[c]
@@ -436,9 +436,9 @@ def lamp_select(scores:list, # One 1-d tensor of (non-negative) scores per layer
     def out(rest, tops): return (rest, tops) if with_tops else rest
     if k <= 0: return out([torch.ones_like(s, dtype=torch.bool) if c is None else c.clone() for s,c in zip(scores, cands)], [False]*len(scores))
     if k >= sum(n_cands): return out([torch.zeros_like(s, dtype=torch.bool) for s in scores], [True]*len(scores))
-    ls = [_LampLayer(s, c, n, scratch, work) for s,c,n in zip(scores, cands, n_cands)]
+    starts = np.cumsum([0] + [s.numel() for s in scores]).tolist()
+    ls = [_LampLayer(s, c, n, st, scratch, work) for s,c,n,st in zip(scores, cands, n_cands, starts)]
     dev = scores[0].device
-    starts = np.cumsum([0] + [l.n for l in ls]).tolist()
     big = [i for i,l in enumerate(ls) if l.n > _LAMP_WHOLE]  # cut from samples; the others are gathered whole
     # every layer sampled, in one sorted matrix: where the LAMP value `tau` that takes `k` lies, and where it cuts each large layer
     sts = [_stride(l.n) for l in ls]
@@ -461,7 +461,7 @@ def lamp_select(scores:list, # One 1-d tensor of (non-negative) scores per layer
             batched_for = bcuts
         direct,second = [l for l in ls if l.direct],[l for l in alone if not l.direct]
         key = [(id(l), l.ab1) for l in direct]
-        if key != done_for: dvals,didx = _direct_windows(direct, [starts[i] for i,l in enumerate(ls) if l.direct]); done_for = key
+        if key != done_for: dvals,didx = _direct_windows(direct); done_for = key
         if second:  # place the second windows with the exact scores of the direct ones, and the samples of the others
             _place(second)
             ex,exw = _exact_sample(dvals)
@@ -470,9 +470,8 @@ def lamp_select(scores:list, # One 1-d tensor of (non-negative) scores per layer
             tau2 = _threshold_for(m, fl, torch.tensor([l.w1 for l in second] + [exw], dtype=torch.float64), k - sum(l.n_below1 for l in ls))
             for l in second: l.window(tau2)
         need = k - sum(l.n_below for l in ls)
-        idx_of = {id(l): st for l,st in zip(ls, starts)}
         vals = torch.cat([dvals] + [l.cand_wlamp() for l in second])
-        gidx = torch.cat([didx] + [l.cand_widx() + idx_of[id(l)] for l in second])
+        gidx = torch.cat([didx] + [l.cand_widx() + l.start for l in second])
         if need <= 0 or need > vals.numel():  # the windows start too high, or end too low
             for l in ls:
                 if need <= 0 and l.n_below: l.grow[0] *= 4; l.grow[2] *= 4
@@ -495,7 +494,7 @@ def lamp_select(scores:list, # One 1-d tensor of (non-negative) scores per layer
         if l.mid is not None:
             if l.idx1 is None: r &= ~l.mid
             else: r.index_put_((l.idx1,), r.take(l.idx1) & ~l.mid)
-        if cuts[i+1] > cuts[i]: r[taken[cuts[i]:cuts[i+1]] - starts[i]] = False
+        if cuts[i+1] > cuts[i]: r[taken[cuts[i]:cuts[i+1]] - l.start] = False
         rest.append(r)
     tops = [l.ab2[1] == math.inf and (l.wtop is None or l.wtop <= t) for l in ls]  # the best entry is in the window, and low enough
     return out(rest, tops)
